@@ -146,10 +146,14 @@ func (s *Speedtest) BytesUsed() int64 { return s.DownloadBytes + s.UploadBytes }
 // Status is an agent's state, published retained on connect (online), as the
 // MQTT Last Will (offline) and periodically while connected.
 type Status struct {
-	Version       int       `json:"version"`
-	Site          string    `json:"site"`
-	AgentID       string    `json:"agent_id"`
-	State         string    `json:"state"`
+	Version int    `json:"version"`
+	Site    string `json:"site"`
+	AgentID string `json:"agent_id"`
+	State   string `json:"state"`
+	// ConnectedAt is when the MQTT connection this status belongs to began:
+	// the collector orders statuses by it, so a late Last Will of an old
+	// connection cannot mark a reconnected agent offline.
+	ConnectedAt   time.Time `json:"connected_at"`
 	SentAt        time.Time `json:"sent_at"`
 	AgentVersion  string    `json:"agent_version"`
 	OS            string    `json:"os"`
@@ -437,7 +441,11 @@ func (s *Status) Validate(site string, now time.Time) error {
 	if s.State != StateOnline && s.State != StateOffline {
 		add(&FieldError{Field: "state", Value: s.State, Msg: `must be "online" or "offline"`, Reason: "range"})
 	}
+	add(checkTime("connected_at", s.ConnectedAt, now))
 	add(checkTime("sent_at", s.SentAt, now))
+	if s.SentAt.Before(s.ConnectedAt) {
+		add(&FieldError{Field: "sent_at", Value: s.SentAt, Msg: "before connected_at", Reason: "bad_time"})
+	}
 	add(checkText("agent_version", s.AgentVersion, 64))
 	add(checkText("os", s.OS, 32))
 	add(checkText("arch", s.Arch, 32))

@@ -39,13 +39,13 @@ var golden = map[string]any{
 	},
 	"status-v1-online.json": &Status{
 		Version: 1, Site: "leeds-central-library", AgentID: "A7K2M9P4Q6R8S1T3V5W7X9Y2Z4",
-		State: StateOnline, SentAt: time.Date(2026, 11, 26, 11, 0, 0, 0, time.UTC),
+		State: StateOnline, ConnectedAt: time.Date(2026, 11, 26, 10, 0, 0, 0, time.UTC), SentAt: time.Date(2026, 11, 26, 11, 0, 0, 0, time.UTC),
 		AgentVersion: "0.1.0", OS: "linux", Arch: "arm64", UptimeSeconds: 3600,
 		OutboxBacklog: 3, OutboxDroppedTotal: 0,
 	},
 	"status-v1-offline.json": &Status{
 		Version: 1, Site: "leeds-central-library", AgentID: "A7K2M9P4Q6R8S1T3V5W7X9Y2Z4",
-		State: StateOffline, SentAt: time.Date(2026, 11, 26, 11, 0, 0, 0, time.UTC),
+		State: StateOffline, ConnectedAt: time.Date(2026, 11, 26, 11, 0, 0, 0, time.UTC), SentAt: time.Date(2026, 11, 26, 11, 0, 0, 0, time.UTC),
 		AgentVersion: "0.1.0", OS: "linux", Arch: "arm", UptimeSeconds: 12,
 		OutboxBacklog: 0, OutboxDroppedTotal: 7,
 	},

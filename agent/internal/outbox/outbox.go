@@ -1,0 +1,259 @@
+// Package outbox is the agent's durable store-and-forward buffer: every
+// measurement is committed here before it is published, and deleted only when
+// the collector acknowledges that it is in its history.
+//
+// The model is telegraf's output buffer (add, take a batch, accept) with a size
+// bound and a persistent counter of what was dropped, on SQLite with
+// synchronous=FULL so a committed measurement survives a power cut.
+//
+// An Outbox is safe for concurrent use. Close it after every other user has
+// stopped.
+package outbox
+
+import (
+	"context"
+	"crypto/rand"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	_ "github.com/mattn/go-sqlite3" // the SQLite driver
+
+	"github.com/hubmon/hubmon/agent/wire"
+)
+
+const schema = `
+CREATE TABLE IF NOT EXISTS meta (
+	key   TEXT PRIMARY KEY,
+	value TEXT NOT NULL
+) STRICT;
+CREATE TABLE IF NOT EXISTS outbox (
+	seq         INTEGER PRIMARY KEY AUTOINCREMENT,
+	message_id  TEXT    NOT NULL UNIQUE,
+	measured_at INTEGER NOT NULL, -- unix nanoseconds, UTC
+	payload     BLOB    NOT NULL
+);
+`
+
+// Entry is one measurement waiting for the collector's acknowledgement.
+type Entry struct {
+	Seq       int64
+	MessageID string
+	Payload   []byte
+}
+
+// Outbox is the agent's SQLite outbox.
+type Outbox struct {
+	db      *sql.DB
+	maxRows int64
+	agentID string
+	siteID  string
+}
+
+// DSN returns the go-sqlite3 data source name used for path: WAL, fsync on
+// every commit (the driver's default NORMAL can lose the last commits on a power
+// cut), a busy timeout and immediate write transactions.
+func DSN(path string) string {
+	return "file:" + path + "?_journal_mode=WAL&_synchronous=FULL&_busy_timeout=5000&_txlock=immediate&_foreign_keys=on"
+}
+
+// Open opens (creating if needed) the outbox at path for site. maxRows bounds
+// the number of waiting measurements: adding beyond it drops the oldest and
+// counts them.
+func Open(path, site string, maxRows int) (*Outbox, error) {
+	if maxRows < 1 {
+		return nil, fmt.Errorf("open outbox %q: max rows must be positive (got %d)", path, maxRows)
+	}
+	db, err := sql.Open("sqlite3", DSN(path))
+	if err != nil {
+		return nil, fmt.Errorf("open outbox %q: %w", path, err)
+	}
+	db.SetMaxOpenConns(1) // one writer; SQLite serialises writes anyway
+	o := &Outbox{db: db, maxRows: int64(maxRows), siteID: site}
+	if err := o.init(); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("open outbox %q: %w", path, err)
+	}
+	return o, nil
+}
+
+func (o *Outbox) init() error {
+	ctx := context.Background()
+	if _, err := o.db.ExecContext(ctx, schema); err != nil {
+		return fmt.Errorf("create schema: %w", err)
+	}
+	var res string
+	if err := o.db.QueryRowContext(ctx, "PRAGMA quick_check").Scan(&res); err != nil {
+		return fmt.Errorf("integrity check: %w", err)
+	}
+	if res != "ok" {
+		return fmt.Errorf("integrity check: %s", res)
+	}
+	// The agent id is made once per outbox and kept: it is the agent's identity
+	// in every message. Hardware serials are not trusted (UNICEF Giga saw 689
+	// schools share one).
+	id, err := o.meta(ctx, "agent_id")
+	if err != nil {
+		return err
+	}
+	if id == "" {
+		id = rand.Text()
+		if _, err := o.db.ExecContext(ctx, `INSERT INTO meta(key, value) VALUES ('agent_id', ?)`, id); err != nil {
+			return fmt.Errorf("store agent id: %w", err)
+		}
+	}
+	o.agentID = id
+	return nil
+}
+
+func (o *Outbox) meta(ctx context.Context, key string) (string, error) {
+	var v string
+	err := o.db.QueryRowContext(ctx, `SELECT value FROM meta WHERE key = ?`, key).Scan(&v)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("read %s: %w", key, err)
+	}
+	return v, nil
+}
+
+// AgentID is this agent's persistent identity.
+func (o *Outbox) AgentID() string { return o.agentID }
+
+// Add commits m: it fills in Version, MessageID (if empty), Site, AgentID and
+// Seq, encodes it and stores it in one transaction. If the outbox is full, the
+// oldest entries are dropped and counted in the same transaction. When Add
+// returns nil the measurement is on disk.
+func (o *Outbox) Add(ctx context.Context, m *wire.Measurement) error {
+	m.Version = wire.Version
+	m.Site = o.siteID
+	m.AgentID = o.agentID
+	if m.MessageID == "" {
+		m.MessageID = rand.Text()
+	}
+	m.MeasuredAt = m.MeasuredAt.UTC()
+	tx, err := o.db.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("add to outbox: %w", err)
+	}
+	defer tx.Rollback()
+	// Seq is assigned by AUTOINCREMENT, which never reuses a number even after
+	// deletes; insert a placeholder to learn it, then write the payload.
+	res, err := tx.ExecContext(ctx, `INSERT INTO outbox(message_id, measured_at, payload) VALUES (?, ?, x'')`,
+		m.MessageID, m.MeasuredAt.UnixNano())
+	if err != nil {
+		return fmt.Errorf("add to outbox: %w", err)
+	}
+	if m.Seq, err = res.LastInsertId(); err != nil {
+		return fmt.Errorf("add to outbox: %w", err)
+	}
+	payload, err := json.Marshal(m)
+	if err != nil {
+		return fmt.Errorf("add to outbox: encode: %w", err)
+	}
+	if _, err := tx.ExecContext(ctx, `UPDATE outbox SET payload = ? WHERE seq = ?`, payload, m.Seq); err != nil {
+		return fmt.Errorf("add to outbox: %w", err)
+	}
+	var n int64
+	if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM outbox`).Scan(&n); err != nil {
+		return fmt.Errorf("add to outbox: %w", err)
+	}
+	if over := n - o.maxRows; over > 0 {
+		if _, err := tx.ExecContext(ctx, `DELETE FROM outbox WHERE seq IN (SELECT seq FROM outbox ORDER BY seq LIMIT ?)`, over); err != nil {
+			return fmt.Errorf("add to outbox: drop oldest: %w", err)
+		}
+		if _, err := tx.ExecContext(ctx, `INSERT INTO meta(key, value) VALUES ('dropped_total', ?)
+			ON CONFLICT(key) DO UPDATE SET value = CAST(value AS INTEGER) + ?`, over, over); err != nil {
+			return fmt.Errorf("add to outbox: count dropped: %w", err)
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("add to outbox: commit: %w", err)
+	}
+	return nil
+}
+
+// Pending returns up to limit entries, oldest first, skipping those for which
+// skip returns true (for example entries published recently and still
+// awaiting their ack). skip may be nil.
+func (o *Outbox) Pending(ctx context.Context, limit int, skip func(messageID string) bool) ([]Entry, error) {
+	rows, err := o.db.QueryContext(ctx, `SELECT seq, message_id, payload FROM outbox ORDER BY seq`)
+	if err != nil {
+		return nil, fmt.Errorf("read outbox: %w", err)
+	}
+	defer rows.Close() // an open read transaction would block WAL checkpoints
+	var out []Entry
+	for rows.Next() && len(out) < limit {
+		var e Entry
+		if err := rows.Scan(&e.Seq, &e.MessageID, &e.Payload); err != nil {
+			return nil, fmt.Errorf("read outbox: %w", err)
+		}
+		if skip != nil && skip(e.MessageID) {
+			continue
+		}
+		out = append(out, e)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("read outbox: %w", err)
+	}
+	return out, nil
+}
+
+// Delete removes the acknowledged entries with the given message ids and
+// returns how many were there. Unknown ids are ignored: acks can be redelivered.
+func (o *Outbox) Delete(ctx context.Context, ids []string) (int64, error) {
+	if len(ids) == 0 {
+		return 0, nil
+	}
+	var total int64
+	for len(ids) > 0 {
+		chunk := ids[:min(len(ids), 500)]
+		ids = ids[len(chunk):]
+		args := make([]any, len(chunk))
+		for i, id := range chunk {
+			args[i] = id
+		}
+		q := `DELETE FROM outbox WHERE message_id IN (?` + strings.Repeat(",?", len(chunk)-1) + `)`
+		res, err := o.db.ExecContext(ctx, q, args...)
+		if err != nil {
+			return total, fmt.Errorf("delete from outbox: %w", err)
+		}
+		n, _ := res.RowsAffected()
+		total += n
+	}
+	return total, nil
+}
+
+// Stats is the outbox's state for the agent's status message.
+type Stats struct {
+	Backlog      int64     // entries waiting for an ack
+	DroppedTotal int64     // entries dropped because the outbox was full, ever
+	Oldest       time.Time // measured_at of the oldest waiting entry; zero if none
+}
+
+// Stats reads the backlog and the dropped counter.
+func (o *Outbox) Stats(ctx context.Context) (Stats, error) {
+	var s Stats
+	var oldest sql.NullInt64
+	if err := o.db.QueryRowContext(ctx, `SELECT count(*), min(measured_at) FROM outbox`).Scan(&s.Backlog, &oldest); err != nil {
+		return s, fmt.Errorf("outbox stats: %w", err)
+	}
+	if oldest.Valid {
+		s.Oldest = time.Unix(0, oldest.Int64).UTC()
+	}
+	v, err := o.meta(ctx, "dropped_total")
+	if err != nil {
+		return s, err
+	}
+	if v != "" {
+		fmt.Sscan(v, &s.DroppedTotal)
+	}
+	return s, nil
+}
+
+// Close closes the database.
+func (o *Outbox) Close() error { return o.db.Close() }
