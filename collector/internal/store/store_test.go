@@ -1,0 +1,152 @@
+package store
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/hubmon/hubmon/agent/wire"
+)
+
+func openStore(tb testing.TB) *Store {
+	tb.Helper()
+	s, err := Open(filepath.Join(tb.TempDir(), "hubmon.db"))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { s.Close() })
+	return s
+}
+
+var t0 = time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC)
+
+func meas(id string, seq int64, at time.Time, dl *float64) *wire.Measurement {
+	return &wire.Measurement{Version: 1, MessageID: id, Site: "leeds-1", AgentID: "AGENT0001", Seq: seq,
+		Probe: "local", Kind: wire.KindSpeedtest, MeasuredAt: at, Success: dl != nil,
+		Speedtest: &wire.Speedtest{DownloadBitsPerSecond: dl, DownloadBytes: 1000}}
+}
+
+func TestCommitStoresOnce(t *testing.T) {
+	s := openStore(t)
+	ctx := context.Background()
+	items := []Item{
+		{Measurement: meas("MSG000001", 1, t0, wire.Float(1e7)), Payload: []byte(`{}`), ReceivedAt: t0.Add(time.Second)},
+		{Measurement: meas("MSG000002", 2, t0.Add(time.Minute), nil), Payload: []byte(`{}`), ReceivedAt: t0.Add(time.Minute)},
+		{Measurement: meas("MSG000001", 1, t0, wire.Float(1e7)), Payload: []byte(`{}`), ReceivedAt: t0.Add(2 * time.Second)},
+	}
+	out, err := s.Commit(ctx, items)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out[0] != Stored || out[1] != Stored || out[2] != Duplicate {
+		t.Fatalf("outcomes %v", out)
+	}
+	out, _ = s.Commit(ctx, items[:1]) // redelivered in a later batch
+	if out[0] != Duplicate {
+		t.Fatalf("redelivery outcome %v", out[0])
+	}
+	if n, _ := s.Count(ctx); n != 2 {
+		t.Fatalf("count %d, want 2", n)
+	}
+	rows, err := s.Recent(ctx, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rows) != 2 || rows[0].MessageID != "MSG000002" || rows[0].Speedtest.DownloadBitsPerSecond != nil ||
+		*rows[1].Speedtest.DownloadBitsPerSecond != 1e7 || !rows[1].MeasuredAt.Equal(t0) {
+		t.Fatalf("Recent = %+v", rows)
+	}
+}
+
+func status(state string, conn, sent time.Time) *wire.Status {
+	return &wire.Status{Version: 1, Site: "leeds-1", AgentID: "AGENT0001", State: state, ConnectedAt: conn, SentAt: sent, AgentVersion: "v", OS: "linux", Arch: "arm64"}
+}
+
+func TestStatusOrdering(t *testing.T) {
+	s := openStore(t)
+	ctx := context.Background()
+	c1, c2 := t0, t0.Add(time.Hour)
+	steps := []struct {
+		st        *wire.Status
+		want      Outcome
+		wantState string
+	}{
+		{status("online", c1, c1), Stored, "online"},
+		{status("online", c1, c1.Add(time.Minute)), Stored, "online"},
+		{status("online", c1, c1.Add(30*time.Second)), Stale, "online"}, // out of order
+		{status("offline", c1, c1), Stored, "offline"},                  // the will: final for c1
+		{status("online", c1, c1.Add(2*time.Minute)), Stale, "offline"}, // late periodic from c1
+		{status("online", c2, c2), Stored, "online"},                    // reconnected
+		{status("offline", c1, c1), Stale, "online"},                    // a late will of c1
+	}
+	for i, st := range steps {
+		out, err := s.Commit(ctx, []Item{{Status: st.st, ReceivedAt: t0.Add(time.Duration(i) * time.Second)}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		agents, _ := s.Agents(ctx)
+		if out[0] != st.want || len(agents) != 1 || agents[0].State != st.wantState {
+			t.Fatalf("step %d: outcome %v state %v, want %v %s", i, out[0], agents, st.want, st.wantState)
+		}
+		if !agents[0].LastSeenAt.Equal(t0.Add(time.Duration(i) * time.Second)) {
+			t.Fatalf("step %d: last seen %v", i, agents[0].LastSeenAt)
+		}
+	}
+}
+
+func TestOpenRefusesForeignFile(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "hubmon.db")
+	os.WriteFile(path, []byte(strings.Repeat("garbage!", 1000)), 0o600)
+	_, err := Open(path)
+	if err == nil || !strings.Contains(err.Error(), "not an SQLite database") || !strings.Contains(err.Error(), path) {
+		t.Fatalf("Open = %v", err)
+	}
+	if b, _ := os.ReadFile(path); string(b[:8]) != "garbage!" {
+		t.Fatal("Open modified a foreign file")
+	}
+}
+
+func TestConcurrentCommits(t *testing.T) {
+	s := openStore(t)
+	ctx := context.Background()
+	var wg sync.WaitGroup
+	for w := range 4 {
+		wg.Go(func() {
+			for i := range 50 {
+				id := "W" + string(rune('A'+w)) + strings.Repeat("0", 6) + string(rune('a'+i%26)) + string(rune('a'+i/26))
+				if _, err := s.Commit(ctx, []Item{{Measurement: meas(id, int64(i+1), t0, nil), Payload: []byte(`{}`), ReceivedAt: t0}}); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if n, _ := s.Count(ctx); n != 200 {
+		t.Fatalf("count %d, want 200", n)
+	}
+}
+
+func BenchmarkCommit100(b *testing.B) {
+	s := openStore(b)
+	ctx := context.Background()
+	payload := []byte(strings.Repeat("x", 600))
+	n := 0
+	for b.Loop() {
+		items := make([]Item, 100)
+		for i := range items {
+			n++
+			items[i] = Item{Measurement: meas("MSG"+strconv.Itoa(100000+n), int64(n), t0, wire.Float(1e7)), Payload: payload, ReceivedAt: t0}
+		}
+		if _, err := s.Commit(ctx, items); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(n)/b.Elapsed().Seconds(), "rows/s")
+}
+
