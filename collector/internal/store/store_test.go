@@ -149,4 +149,3 @@ func BenchmarkCommit100(b *testing.B) {
 	}
 	b.ReportMetric(float64(n)/b.Elapsed().Seconds(), "rows/s")
 }
-

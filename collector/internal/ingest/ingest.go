@@ -1,0 +1,394 @@
+// Package ingest validates agents' messages, commits them to the history in
+// batches, updates the metrics and tells each agent which of its measurements
+// are committed.
+//
+// Both broker paths use Handle: the embedded broker calls it from its publish
+// hook before it sends the PUBACK, the MQTT subscriber calls it before it
+// acknowledges the message to Mosquitto. Handle returns only once the message
+// is committed (or refused for good), so "acknowledged" always means "in the
+// history". Concurrent calls are grouped into one transaction each.
+package ingest
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/hubmon/hubmon/agent/wire"
+	"github.com/hubmon/hubmon/collector/internal/metrics"
+	"github.com/hubmon/hubmon/collector/internal/store"
+)
+
+// ErrClosed is returned by Handle after Close.
+var ErrClosed = errors.New("ingest: closed")
+
+// Publisher sends an ack message to an agent. It must not block for long;
+// a lost ack only makes the agent re-send (the history stores it once).
+type Publisher func(topic string, payload []byte) error
+
+// Options configure an Ingester.
+type Options struct {
+	Store  *store.Store
+	Fleet  *metrics.Fleet
+	Health *metrics.Health
+	Logger *slog.Logger
+	// Now is the clock; time.Now if nil.
+	Now func() time.Time
+	// MaxBatch bounds the messages per transaction (default 256).
+	MaxBatch int
+	// AckDelay is how long acks for one site are gathered before they are
+	// published (default 100ms).
+	AckDelay time.Duration
+}
+
+type result struct {
+	outcome store.Outcome
+	err     error
+}
+
+type request struct {
+	item store.Item
+	done chan result
+}
+
+type ackItem struct {
+	site, id, rejected string
+}
+
+// Ingester is the collector's ingest pipeline. It is safe for concurrent use.
+type Ingester struct {
+	opts       Options
+	log        *slog.Logger
+	reqs       chan *request
+	acks       chan ackItem
+	mu         sync.RWMutex // guards closed and acksClosed against sends on closed channels
+	closed     bool
+	acksClosed bool
+	batchDone  chan struct{}
+	ackDone    chan struct{}
+	pubMu      sync.Mutex
+	publish    Publisher
+	logMu      sync.Mutex
+	logged     map[string]time.Time // reason -> last logged, to keep a flood out of the log
+}
+
+// New creates an Ingester and starts its batcher. Call SetPublisher before
+// messages arrive so agents get their acks, and Close at shutdown.
+func New(opts Options) *Ingester {
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.MaxBatch <= 0 {
+		opts.MaxBatch = 256
+	}
+	if opts.AckDelay <= 0 {
+		opts.AckDelay = 100 * time.Millisecond
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	in := &Ingester{
+		opts:      opts,
+		log:       opts.Logger,
+		reqs:      make(chan *request, 4096),
+		acks:      make(chan ackItem, 65536),
+		logged:    map[string]time.Time{},
+		batchDone: make(chan struct{}),
+		ackDone:   make(chan struct{}),
+	}
+	go in.batcher()
+	go in.acker()
+	return in
+}
+
+// SetPublisher sets where acks go (the embedded broker or the MQTT client).
+func (in *Ingester) SetPublisher(p Publisher) {
+	in.pubMu.Lock()
+	defer in.pubMu.Unlock()
+	in.publish = p
+}
+
+// LoadState fills the metrics from the history, after a restart.
+func (in *Ingester) LoadState(ctx context.Context) error {
+	agents, err := in.opts.Store.Agents(ctx)
+	if err != nil {
+		return err
+	}
+	for _, a := range agents {
+		in.opts.Fleet.ObserveAgent(a)
+	}
+	rows, err := in.opts.Store.Recent(ctx, 50)
+	if err != nil {
+		return err
+	}
+	for i := len(rows) - 1; i >= 0; i-- { // oldest first
+		in.opts.Fleet.Observe(&rows[i].Measurement)
+	}
+	return nil
+}
+
+// Handle validates, commits and acknowledges one message received on the
+// topic of site. It returns nil when the message is dealt with: stored,
+// already stored, or refused for good (counted and logged). It returns an
+// error only when the message could not be committed, and then the caller
+// must not acknowledge it to the broker, so that it is delivered again.
+func (in *Ingester) Handle(ctx context.Context, site, kind string, payload []byte) error {
+	now := in.opts.Now().UTC()
+	switch kind {
+	case wire.TopicMeasurement:
+		m, err := wire.DecodeMeasurement(payload, site, now)
+		if err != nil {
+			in.reject(site, kind, err)
+			// Tell the agent to drop what no collector of this version will
+			// ever accept; keep what a newer collector could (version).
+			if m != nil && wire.Reason(err) != "version" && m.Site == site && m.MessageID != "" && len(m.MessageID) <= 64 {
+				in.queueAck(ackItem{site: site, id: m.MessageID, rejected: firstLine(err)})
+			}
+			return nil
+		}
+		_, err = in.submit(ctx, store.Item{Measurement: m, Payload: payload, ReceivedAt: now})
+		return err
+	case wire.TopicStatus:
+		st, err := wire.DecodeStatus(payload, site, now)
+		if err != nil {
+			in.reject(site, kind, err)
+			return nil
+		}
+		_, err = in.submit(ctx, store.Item{Status: st, Payload: payload, ReceivedAt: now})
+		return err
+	default:
+		in.reject(site, kind, &wire.FieldError{Field: "topic", Value: kind, Msg: "agents may publish only measurement and status", Reason: "bad_topic"})
+		return nil
+	}
+}
+
+func firstLine(err error) string {
+	s := err.Error()
+	for i := range len(s) {
+		if s[i] == '\n' {
+			return s[:i]
+		}
+	}
+	return s
+}
+
+func (in *Ingester) reject(site, kind string, err error) {
+	reason := wire.Reason(err)
+	in.opts.Health.Messages.WithLabelValues(kindLabel(kind), "rejected").Inc()
+	in.opts.Health.Rejected.WithLabelValues(reason).Inc()
+	// Log the first of each reason and then at most one a minute: the counter
+	// has the totals, the log has an example to act on.
+	in.logMu.Lock()
+	last, seen := in.logged[reason]
+	now := time.Now()
+	logIt := !seen || now.Sub(last) >= time.Minute
+	if logIt {
+		in.logged[reason] = now
+	}
+	in.logMu.Unlock()
+	if logIt {
+		in.log.Warn("message rejected", "site", site, "topic_kind", kind, "reason", reason, "err", err)
+	}
+}
+
+func kindLabel(kind string) string {
+	if kind == wire.TopicMeasurement || kind == wire.TopicStatus {
+		return kind
+	}
+	return "other"
+}
+
+func (in *Ingester) submit(ctx context.Context, it store.Item) (store.Outcome, error) {
+	r := &request{item: it, done: make(chan result, 1)}
+	in.mu.RLock()
+	if in.closed {
+		in.mu.RUnlock()
+		return 0, ErrClosed
+	}
+	select {
+	case in.reqs <- r:
+	case <-ctx.Done():
+		in.mu.RUnlock()
+		return 0, ctx.Err()
+	}
+	in.mu.RUnlock()
+	select {
+	case res := <-r.done:
+		return res.outcome, res.err
+	case <-ctx.Done():
+		// it may still be committed; a re-send is then a harmless duplicate
+		return 0, ctx.Err()
+	}
+}
+
+func (in *Ingester) batcher() {
+	defer close(in.batchDone)
+	batch := make([]*request, 0, in.opts.MaxBatch)
+	for first := range in.reqs {
+		batch = append(batch[:0], first)
+	gather:
+		for len(batch) < in.opts.MaxBatch {
+			select {
+			case r, ok := <-in.reqs:
+				if !ok {
+					break gather
+				}
+				batch = append(batch, r)
+			default:
+				break gather
+			}
+		}
+		in.commit(batch)
+	}
+}
+
+func (in *Ingester) commit(batch []*request) {
+	items := make([]store.Item, len(batch))
+	for i, r := range batch {
+		items[i] = r.item
+	}
+	start := time.Now()
+	outcomes, err := in.opts.Store.Commit(context.Background(), items)
+	in.opts.Health.CommitSeconds.Observe(time.Since(start).Seconds())
+	in.opts.Health.BatchSize.Observe(float64(len(batch)))
+	if err != nil {
+		in.log.Error("commit to history failed; messages will be re-sent", "messages", len(batch), "err", err)
+		for _, r := range batch {
+			in.opts.Health.Messages.WithLabelValues(itemKind(r.item), "store_error").Inc()
+			r.done <- result{err: fmt.Errorf("store: %w", err)}
+		}
+		return
+	}
+	now := in.opts.Now()
+	for i, r := range batch {
+		o := outcomes[i]
+		it := r.item
+		label := map[store.Outcome]string{store.Stored: "stored", store.Duplicate: "duplicate", store.Stale: "stale"}[o]
+		in.opts.Health.Messages.WithLabelValues(itemKind(it), label).Inc()
+		switch {
+		case it.Measurement != nil:
+			m := it.Measurement
+			if o == store.Stored {
+				in.opts.Fleet.Observe(m)
+				in.opts.Health.IngestDelay.Observe(now.Sub(m.MeasuredAt).Seconds())
+			}
+			in.opts.Fleet.Seen(m.Site, it.ReceivedAt)
+			in.queueAck(ackItem{site: m.Site, id: m.MessageID})
+		case it.Status != nil:
+			if o == store.Stored {
+				in.opts.Fleet.ObserveAgent(store.Agent{Status: *it.Status, LastSeenAt: it.ReceivedAt})
+			}
+			in.opts.Fleet.Seen(it.Status.Site, it.ReceivedAt)
+		}
+		r.done <- result{outcome: o}
+	}
+}
+
+func itemKind(it store.Item) string {
+	if it.Measurement != nil {
+		return wire.TopicMeasurement
+	}
+	return wire.TopicStatus
+}
+
+func (in *Ingester) queueAck(a ackItem) {
+	in.mu.RLock()
+	defer in.mu.RUnlock()
+	if in.acksClosed {
+		return
+	}
+	select {
+	case in.acks <- a:
+	default:
+		// full: the agent will re-send after its ack timeout and get it then
+		in.opts.Health.Acks.WithLabelValues("error").Inc()
+	}
+}
+
+// acker gathers acks per site for AckDelay and publishes one message per site.
+func (in *Ingester) acker() {
+	defer close(in.ackDone)
+	pending := map[string]*wire.Ack{}
+	size := map[string]int{}
+	flush := func(site string) {
+		a := pending[site]
+		delete(pending, site)
+		delete(size, site)
+		in.sendAck(site, a)
+	}
+	tick := time.NewTicker(in.opts.AckDelay)
+	defer tick.Stop()
+	for {
+		select {
+		case a, ok := <-in.acks:
+			if !ok {
+				for site := range pending {
+					flush(site)
+				}
+				return
+			}
+			ack := pending[a.site]
+			if ack == nil {
+				ack = &wire.Ack{Version: wire.Version, Site: a.site}
+				pending[a.site] = ack
+			}
+			if a.rejected == "" {
+				ack.Stored = append(ack.Stored, a.id)
+				size[a.site] += len(a.id) + 3
+			} else {
+				ack.Rejected = append(ack.Rejected, wire.Rejected{MessageID: a.id, Reason: a.rejected})
+				size[a.site] += len(a.id) + len(a.rejected) + 32
+			}
+			if size[a.site] > wire.MaxPayloadBytes/2 {
+				flush(a.site)
+			}
+		case <-tick.C:
+			for site := range pending {
+				flush(site)
+			}
+		}
+	}
+}
+
+func (in *Ingester) sendAck(site string, a *wire.Ack) {
+	in.pubMu.Lock()
+	pub := in.publish
+	in.pubMu.Unlock()
+	if pub == nil {
+		in.opts.Health.Acks.WithLabelValues("error").Inc()
+		return
+	}
+	payload, err := json.Marshal(a)
+	if err == nil {
+		err = pub(wire.Topic(site, wire.TopicAck), payload)
+	}
+	if err != nil {
+		in.opts.Health.Acks.WithLabelValues("error").Inc()
+		in.log.Warn("ack not published; the agent will re-send", "site", site, "err", err)
+		return
+	}
+	in.opts.Health.Acks.WithLabelValues("ok").Inc()
+}
+
+// Close stops accepting messages, commits those already submitted, publishes
+// the acks gathered so far and returns. Close the inputs first, the store after.
+func (in *Ingester) Close() {
+	in.mu.Lock()
+	if in.closed {
+		in.mu.Unlock()
+		return
+	}
+	in.closed = true
+	close(in.reqs)
+	in.mu.Unlock()
+	<-in.batchDone // the batcher commits everything already submitted
+	in.mu.Lock()
+	in.acksClosed = true
+	close(in.acks)
+	in.mu.Unlock()
+	<-in.ackDone
+}

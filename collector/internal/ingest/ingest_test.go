@@ -1,0 +1,198 @@
+package ingest
+
+import (
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/hubmon/hubmon/agent/wire"
+	"github.com/hubmon/hubmon/collector/internal/metrics"
+	"github.com/hubmon/hubmon/collector/internal/store"
+)
+
+const site = "leeds-central-library"
+
+var now = time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC)
+
+type acks struct {
+	mu   sync.Mutex
+	msgs []wire.Ack
+}
+
+func (a *acks) publish(topic string, payload []byte) error {
+	s, kind, err := wire.ParseTopic(topic)
+	if err != nil || kind != wire.TopicAck {
+		return err
+	}
+	ack, err := wire.DecodeAck(payload, s)
+	if err != nil {
+		return err
+	}
+	a.mu.Lock()
+	a.msgs = append(a.msgs, *ack)
+	a.mu.Unlock()
+	return nil
+}
+
+func (a *acks) all() (stored []string, rejected []wire.Rejected) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for _, m := range a.msgs {
+		stored = append(stored, m.Stored...)
+		rejected = append(rejected, m.Rejected...)
+	}
+	return
+}
+
+type fixture struct {
+	in     *Ingester
+	st     *store.Store
+	health *metrics.Health
+	acks   *acks
+}
+
+func setup(t *testing.T) *fixture {
+	t.Helper()
+	st, err := store.Open(filepath.Join(t.TempDir(), "hubmon.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg := prometheus.NewPedanticRegistry()
+	f := &fixture{st: st, health: metrics.NewHealth(reg), acks: &acks{}}
+	f.in = New(Options{Store: st, Fleet: metrics.NewFleet(), Health: f.health, Now: func() time.Time { return now }, AckDelay: 5 * time.Millisecond})
+	f.in.SetPublisher(f.acks.publish)
+	t.Cleanup(func() { f.in.Close(); st.Close() })
+	return f
+}
+
+func golden(t *testing.T) []byte {
+	t.Helper()
+	b, err := os.ReadFile("../../../agent/wire/testdata/measurement-v1-speedtest.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func TestHandleStoresOnceAndAcks(t *testing.T) {
+	f := setup(t)
+	ctx := context.Background()
+	p := golden(t)
+	for range 3 { // redelivery
+		if err := f.in.Handle(ctx, site, wire.TopicMeasurement, p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n, _ := f.st.Count(ctx); n != 1 {
+		t.Fatalf("stored %d rows, want 1", n)
+	}
+	if got := testutil.ToFloat64(f.health.Messages.WithLabelValues("measurement", "duplicate")); got != 2 {
+		t.Errorf("duplicates counted %v, want 2", got)
+	}
+	waitFor(t, "3 acks", func() bool { s, _ := f.acks.all(); return len(s) == 3 })
+	stored, _ := f.acks.all()
+	for _, id := range stored {
+		if id != "Z3Q6B7Y4M2KD5WXAJ7H2N4PQRS" {
+			t.Fatalf("acked %q", id)
+		}
+	}
+}
+
+func TestHandleRejects(t *testing.T) {
+	f := setup(t)
+	ctx := context.Background()
+	p := golden(t)
+	future := []byte(strings.Replace(string(p), "2026-11-26T11:58:03.25Z", "2026-11-27T11:58:03Z", 1))
+	v2 := []byte(strings.Replace(string(p), `"version": 1`, `"version": 2`, 1))
+	for _, c := range []struct {
+		site, kind string
+		payload    []byte
+	}{
+		{site, wire.TopicMeasurement, future},
+		{site, wire.TopicMeasurement, v2},
+		{"bradford-library", wire.TopicMeasurement, p}, // claims another site
+		{site, wire.TopicMeasurement, []byte("\xff\xfe")},
+		{site, wire.TopicAck, p},
+	} {
+		if err := f.in.Handle(ctx, c.site, c.kind, c.payload); err != nil {
+			t.Fatalf("rejection returned an error (the broker would redeliver forever): %v", err)
+		}
+	}
+	if n, _ := f.st.Count(ctx); n != 0 {
+		t.Fatalf("stored %d rejected rows", n)
+	}
+	for reason, want := range map[string]float64{"future": 1, "version": 1, "site_mismatch": 1, "malformed": 1, "bad_topic": 1} {
+		if got := testutil.ToFloat64(f.health.Rejected.WithLabelValues(reason)); got != want {
+			t.Errorf("rejected{reason=%q} = %v, want %v", reason, got, want)
+		}
+	}
+	// only the future one is rejected back to the agent: a newer collector
+	// could take version 2, and the mismatched one is not this site's to drop
+	waitFor(t, "a reject ack", func() bool { _, r := f.acks.all(); return len(r) > 0 })
+	time.Sleep(50 * time.Millisecond) // let any wrong extra ack arrive
+	_, rej := f.acks.all()
+	if len(rej) != 1 || !strings.Contains(rej[0].Reason, "measured_at") {
+		t.Fatalf("rejected acks %+v", rej)
+	}
+}
+
+func TestHandleStoreFailureIsAnError(t *testing.T) {
+	f := setup(t)
+	f.st.Close() // the database is gone
+	err := f.in.Handle(context.Background(), site, wire.TopicMeasurement, golden(t))
+	if err == nil {
+		t.Fatal("Handle returned nil although nothing was stored: the broker would ack a lost message")
+	}
+	if got := testutil.ToFloat64(f.health.Messages.WithLabelValues("measurement", "store_error")); got != 1 {
+		t.Errorf("store_error = %v", got)
+	}
+}
+
+func TestConcurrentHandleBatches(t *testing.T) {
+	f := setup(t)
+	ctx := context.Background()
+	base := golden(t)
+	var wg sync.WaitGroup
+	for i := range 200 {
+		wg.Go(func() {
+			var m wire.Measurement
+			json.Unmarshal(base, &m)
+			m.MessageID = "MSG" + strings.Repeat("0", 5) + string(rune('A'+i%26)) + string(rune('A'+i/26))
+			p, _ := json.Marshal(m)
+			if err := f.in.Handle(ctx, site, wire.TopicMeasurement, p); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	if n, _ := f.st.Count(ctx); n != 200 {
+		t.Fatalf("stored %d, want 200", n)
+	}
+	f.in.Close()
+	stored, _ := f.acks.all()
+	if len(stored) != 200 {
+		t.Fatalf("acked %d after Close, want 200", len(stored))
+	}
+	if err := f.in.Handle(ctx, site, wire.TopicMeasurement, base); err != ErrClosed {
+		t.Fatalf("Handle after Close = %v", err)
+	}
+}

@@ -1,0 +1,86 @@
+package metrics
+
+import (
+	"bytes"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/prometheus/common/expfmt"
+
+	"github.com/hubmon/hubmon/agent/wire"
+	"github.com/hubmon/hubmon/collector/internal/store"
+)
+
+var t0 = time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC)
+
+func speed(at time.Time, ok bool, dl, ul *float64) *wire.Measurement {
+	m := &wire.Measurement{Site: "leeds-1", Probe: "local", Kind: wire.KindSpeedtest, MeasuredAt: at, Success: ok,
+		Speedtest: &wire.Speedtest{DownloadBitsPerSecond: dl, UploadBitsPerSecond: ul, LatencySeconds: wire.Float(0.02), DownloadBytes: 5, UploadBytes: 7}}
+	if !ok {
+		m.Error = "upload: N/A"
+	}
+	return m
+}
+
+func TestFleetNeverExportsFailureAsZero(t *testing.T) {
+	f := NewFleet()
+	f.Observe(speed(t0, true, wire.Float(3e7), wire.Float(8e6)))
+	f.Observe(speed(t0.Add(time.Hour), false, wire.Float(2e7), nil)) // upload failed
+	f.Observe(speed(t0.Add(-time.Hour), true, wire.Float(1e6), wire.Float(1e6))) // late, older
+	want := `
+# HELP hubmon_speedtest_download_bytes_per_second Download rate of the most recent speed test that measured it, in bytes per second (Prometheus base unit; x8 for bit/s).
+# TYPE hubmon_speedtest_download_bytes_per_second gauge
+hubmon_speedtest_download_bytes_per_second{probe="local",site="leeds-1"} 2.5e+06
+# HELP hubmon_speedtest_upload_bytes_per_second Upload rate of the most recent speed test that measured it, in bytes per second (Prometheus base unit; x8 for bit/s).
+# TYPE hubmon_speedtest_upload_bytes_per_second gauge
+hubmon_speedtest_upload_bytes_per_second{probe="local",site="leeds-1"} 1e+06
+# HELP hubmon_speedtest_success 1 if the most recent speed test succeeded, 0 if it failed.
+# TYPE hubmon_speedtest_success gauge
+hubmon_speedtest_success{probe="local",site="leeds-1"} 0
+# HELP hubmon_speedtest_last_success_timestamp_seconds When the most recent successful speed test started (Unix time).
+# TYPE hubmon_speedtest_last_success_timestamp_seconds gauge
+hubmon_speedtest_last_success_timestamp_seconds{probe="local",site="leeds-1"} 1.7956944e+09
+`
+	if err := testutil.CollectAndCompare(f, strings.NewReader(want),
+		"hubmon_speedtest_download_bytes_per_second", "hubmon_speedtest_upload_bytes_per_second",
+		"hubmon_speedtest_success", "hubmon_speedtest_last_success_timestamp_seconds"); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestPromtoolCheckMetrics runs the real promtool over a full exposition.
+func TestPromtoolCheckMetrics(t *testing.T) {
+	promtool, err := exec.LookPath("promtool")
+	if err != nil {
+		t.Fatal("promtool not found: install Debian's prometheus package (.ci/run does)")
+	}
+	reg := prometheus.NewPedanticRegistry()
+	f := NewFleet()
+	f.Observe(speed(t0, true, wire.Float(3e7), wire.Float(8e6)))
+	f.ObserveAgent(store.Agent{Status: wire.Status{Site: "leeds-1", AgentID: "AGENT0001", State: "online", AgentVersion: "0.1.0", OS: "linux", Arch: "arm64", SentAt: t0, UptimeSeconds: 60}, LastSeenAt: t0})
+	reg.MustRegister(f)
+	h := NewHealth(reg)
+	h.Rejected.WithLabelValues("future").Inc()
+	RegisterBuildInfo(reg, "0.1.0", "abc")
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	enc := expfmt.NewEncoder(&buf, expfmt.NewFormat(expfmt.TypeTextPlain))
+	for _, mf := range mfs {
+		if err := enc.Encode(mf); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cmd := exec.Command(promtool, "check", "metrics")
+	cmd.Stdin = &buf
+	out, err := cmd.CombinedOutput()
+	if err != nil || len(bytes.TrimSpace(out)) > 0 {
+		t.Fatalf("promtool check metrics: %v\n%s", err, out)
+	}
+}
