@@ -1,0 +1,322 @@
+// Package publish carries the agent's outbox to the collector over MQTT.
+//
+// Delivery rule: a measurement leaves the outbox only when the collector says,
+// on hubmon/v1/<site>/ack, that it is committed to its history (or refused for
+// good). A broker's PUBACK proves nothing: Mosquitto acknowledges and then
+// drops messages (ACL denials, queue limits, crashes before autosave), and
+// paho completes a QoS 1 token with no error when it merely re-sends it after
+// a reconnect. So paho's own reconnect and stores are switched off: each
+// connection is a fresh client with a clean session, made by this package's
+// loop with jittered back-off, and whatever the collector has not acknowledged
+// within the ack timeout is published again. The collector stores a message id
+// once, so a re-send is harmless.
+package publish
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"os"
+	"sync"
+	"time"
+
+	mqtt "github.com/eclipse/paho.mqtt.golang"
+
+	"github.com/hubmon/hubmon/agent/internal/outbox"
+	"github.com/hubmon/hubmon/agent/wire"
+)
+
+// Options configure a Publisher.
+type Options struct {
+	Site      string
+	BrokerURL string // tcp://host:port or ssl://host:port
+	Username  string
+	Password  string
+	TLS       *tls.Config // for ssl://; nil uses the system roots
+	// ConnectTimeout bounds connecting and every wait for the broker.
+	ConnectTimeout time.Duration
+	// AckTimeout: a measurement published this long ago without the
+	// collector's ack is published again.
+	AckTimeout time.Duration
+	// StatusInterval is how often the online status is refreshed.
+	StatusInterval time.Duration
+	// Window bounds the measurements published and not yet acknowledged.
+	Window int
+	Outbox *outbox.Outbox
+	// AgentVersion, OS, Arch and Started describe this agent in its status.
+	AgentVersion, OS, Arch string
+	Started                time.Time
+	Logger                 *slog.Logger
+	Now                    func() time.Time
+}
+
+// Publisher moves measurements from the outbox to the collector. Run it in
+// one goroutine; Notify may be called from any goroutine.
+type Publisher struct {
+	opts      Options
+	log       *slog.Logger
+	wake      chan struct{}
+	mu        sync.Mutex
+	connected bool
+}
+
+// New returns a Publisher; call Run to start it.
+func New(opts Options) *Publisher {
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.Window <= 0 {
+		opts.Window = 500
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	return &Publisher{opts: opts, log: opts.Logger, wake: make(chan struct{}, 1)}
+}
+
+// Notify tells the publisher that the outbox has something new.
+func (p *Publisher) Notify() {
+	select {
+	case p.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Connected reports whether a broker session is up.
+func (p *Publisher) Connected() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.connected
+}
+
+func (p *Publisher) setConnected(v bool) {
+	p.mu.Lock()
+	p.connected = v
+	p.mu.Unlock()
+}
+
+// Run connects, publishes and reconnects until ctx is done. On the way out it
+// publishes an offline status (a clean disconnect does not fire the Will).
+func (p *Publisher) Run(ctx context.Context) error {
+	backoff := time.Second
+	for ctx.Err() == nil {
+		start := time.Now()
+		err := p.session(ctx)
+		p.setConnected(false)
+		if ctx.Err() != nil {
+			return nil
+		}
+		if time.Since(start) > time.Minute {
+			backoff = time.Second // the last session was healthy
+		}
+		// full jitter, so a fleet does not reconnect in step after an outage
+		wait := time.Duration(rand.Int64N(int64(backoff))) + 500*time.Millisecond
+		p.log.Warn("broker session ended; will reconnect", "err", err, "retry_in_seconds", wait.Seconds())
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(wait):
+		}
+		backoff = min(backoff*2, time.Minute)
+	}
+	return nil
+}
+
+// waitToken waits for t with a deadline: paho tokens can stay pending for ever.
+func waitToken(ctx context.Context, t mqtt.Token, d time.Duration, what string) error {
+	timer := time.NewTimer(d)
+	defer timer.Stop()
+	select {
+	case <-t.Done():
+		if err := t.Error(); err != nil {
+			return fmt.Errorf("%s: %w", what, err)
+		}
+		return nil
+	case <-timer.C:
+		return fmt.Errorf("%s: no answer from the broker within %s", what, d)
+	case <-ctx.Done():
+		return fmt.Errorf("%s: %w", what, ctx.Err())
+	}
+}
+
+func (p *Publisher) status(state string, connectedAt time.Time) []byte {
+	now := p.opts.Now().UTC()
+	st := wire.Status{
+		Version: wire.Version, Site: p.opts.Site, AgentID: p.opts.Outbox.AgentID(), State: state,
+		ConnectedAt: connectedAt, SentAt: now, AgentVersion: p.opts.AgentVersion, OS: p.opts.OS, Arch: p.opts.Arch,
+		UptimeSeconds: max(0, now.Sub(p.opts.Started).Seconds()),
+	}
+	if s, err := p.opts.Outbox.Stats(context.Background()); err == nil {
+		st.OutboxBacklog, st.OutboxDroppedTotal = s.Backlog, s.DroppedTotal
+	}
+	b, _ := json.Marshal(st) // cannot fail: plain fields
+	return b
+}
+
+func (p *Publisher) session(ctx context.Context) error {
+	o := p.opts
+	connectedAt := o.Now().UTC()
+	statusTopic := wire.Topic(o.Site, wire.TopicStatus)
+	lost := make(chan error, 1)
+	acks := make(chan *wire.Ack, 256)
+
+	co := mqtt.NewClientOptions().
+		AddBroker(o.BrokerURL).
+		SetClientID(o.Site). // the broker binds the client id to the user name
+		SetUsername(o.Username).
+		SetPassword(o.Password).
+		SetCleanSession(true).
+		SetAutoReconnect(false).
+		SetConnectRetry(false).
+		SetOrderMatters(false).
+		SetConnectTimeout(o.ConnectTimeout).
+		SetWriteTimeout(o.ConnectTimeout).
+		SetKeepAlive(30 * time.Second).
+		SetPingTimeout(10 * time.Second).
+		SetBinaryWill(statusTopic, p.status(wire.StateOffline, connectedAt), 1, true).
+		SetConnectionLostHandler(func(_ mqtt.Client, err error) {
+			select {
+			case lost <- err:
+			default:
+			}
+		})
+	if o.TLS != nil {
+		co.SetTLSConfig(o.TLS)
+	}
+	c := mqtt.NewClient(co)
+	if err := waitToken(ctx, c.Connect(), o.ConnectTimeout+time.Second, "connect to "+o.BrokerURL); err != nil {
+		return err
+	}
+	defer c.Disconnect(250)
+
+	ackTopic := wire.Topic(o.Site, wire.TopicAck)
+	onAck := func(_ mqtt.Client, m mqtt.Message) {
+		a, err := wire.DecodeAck(m.Payload(), o.Site)
+		if err != nil {
+			p.log.Warn("ignoring a malformed ack", "err", err)
+			return
+		}
+		select {
+		case acks <- a:
+		case <-ctx.Done():
+		}
+	}
+	if err := waitToken(ctx, c.Subscribe(ackTopic, 1, onAck), o.ConnectTimeout, "subscribe to "+ackTopic); err != nil {
+		return err
+	}
+	if err := waitToken(ctx, c.Publish(statusTopic, 1, true, p.status(wire.StateOnline, connectedAt)), o.ConnectTimeout, "publish status"); err != nil {
+		return err
+	}
+	p.setConnected(true)
+	p.log.Info("connected to broker", "broker", o.BrokerURL)
+
+	inflight := map[string]time.Time{} // message id -> when published in this session
+	statusTick := time.NewTicker(o.StatusInterval)
+	defer statusTick.Stop()
+	retry := time.NewTicker(max(o.AckTimeout/4, 100*time.Millisecond))
+	defer retry.Stop()
+	measurementTopic := wire.Topic(o.Site, wire.TopicMeasurement)
+
+	for {
+		// publish what is due, within the window
+		now := time.Now()
+		for id, at := range inflight {
+			if now.Sub(at) >= o.AckTimeout {
+				delete(inflight, id) // due again
+			}
+		}
+		if room := o.Window - len(inflight); room > 0 {
+			entries, err := o.Outbox.Pending(ctx, min(room, 100), func(id string) bool { _, ok := inflight[id]; return ok })
+			if err != nil {
+				return err
+			}
+			toks := make([]mqtt.Token, len(entries))
+			for i, e := range entries {
+				toks[i] = c.Publish(measurementTopic, 1, false, e.Payload)
+			}
+			for i, t := range toks {
+				if err := waitToken(ctx, t, o.ConnectTimeout, "publish measurement"); err != nil {
+					return err
+				}
+				inflight[entries[i].MessageID] = time.Now()
+			}
+			if len(entries) == min(room, 100) && len(entries) > 0 {
+				// more may be waiting: take acks that arrived, then go on
+				p.drainAcks(ctx, acks, inflight)
+				continue
+			}
+		}
+		select {
+		case <-ctx.Done():
+			// say goodbye: a clean disconnect does not fire the Will
+			t := c.Publish(statusTopic, 1, true, p.status(wire.StateOffline, connectedAt))
+			_ = waitToken(context.Background(), t, 2*time.Second, "publish offline status")
+			return nil
+		case err := <-lost:
+			return fmt.Errorf("connection lost: %w", err)
+		case a := <-acks:
+			p.handleAck(ctx, a, inflight)
+		case <-p.wake:
+		case <-retry.C:
+		case <-statusTick.C:
+			if err := waitToken(ctx, c.Publish(statusTopic, 1, true, p.status(wire.StateOnline, connectedAt)), o.ConnectTimeout, "publish status"); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+func (p *Publisher) drainAcks(ctx context.Context, acks chan *wire.Ack, inflight map[string]time.Time) {
+	for {
+		select {
+		case a := <-acks:
+			p.handleAck(ctx, a, inflight)
+		default:
+			return
+		}
+	}
+}
+
+func (p *Publisher) handleAck(ctx context.Context, a *wire.Ack, inflight map[string]time.Time) {
+	ids := append([]string{}, a.Stored...)
+	for _, r := range a.Rejected {
+		p.log.Warn("collector refused a measurement for good; dropping it", "message_id", r.MessageID, "reason", r.Reason)
+		ids = append(ids, r.MessageID)
+	}
+	if _, err := p.opts.Outbox.Delete(ctx, ids); err != nil {
+		p.log.Error("delete acknowledged measurements", "err", err)
+		return // they stay; the next ack for them deletes them
+	}
+	for _, id := range ids {
+		delete(inflight, id)
+	}
+}
+
+// TLSConfig builds the TLS settings for an ssl:// broker: caFile ("" for the
+// system roots) and an optional client certificate.
+func TLSConfig(caFile, certFile, keyFile string) (*tls.Config, error) {
+	cfg := &tls.Config{MinVersion: tls.VersionTLS12}
+	if caFile != "" {
+		pem, err := os.ReadFile(caFile)
+		if err != nil {
+			return nil, fmt.Errorf("read CA file: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("CA file %q: no PEM certificates in it", caFile)
+		}
+		cfg.RootCAs = pool
+	}
+	if certFile != "" || keyFile != "" {
+		cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+		if err != nil {
+			return nil, fmt.Errorf("client certificate: %w", err)
+		}
+		cfg.Certificates = []tls.Certificate{cert}
+	}
+	return cfg, nil
+}
