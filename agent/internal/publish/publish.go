@@ -175,8 +175,8 @@ func (p *Publisher) session(ctx context.Context) error {
 		SetOrderMatters(false).
 		SetConnectTimeout(o.ConnectTimeout).
 		SetWriteTimeout(o.ConnectTimeout).
-		SetKeepAlive(30 * time.Second).
-		SetPingTimeout(10 * time.Second).
+		SetKeepAlive(30*time.Second).
+		SetPingTimeout(10*time.Second).
 		SetBinaryWill(statusTopic, p.status(wire.StateOffline, connectedAt), 1, true).
 		SetConnectionLostHandler(func(_ mqtt.Client, err error) {
 			select {

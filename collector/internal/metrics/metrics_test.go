@@ -29,7 +29,7 @@ func speed(at time.Time, ok bool, dl, ul *float64) *wire.Measurement {
 func TestFleetNeverExportsFailureAsZero(t *testing.T) {
 	f := NewFleet()
 	f.Observe(speed(t0, true, wire.Float(3e7), wire.Float(8e6)))
-	f.Observe(speed(t0.Add(time.Hour), false, wire.Float(2e7), nil)) // upload failed
+	f.Observe(speed(t0.Add(time.Hour), false, wire.Float(2e7), nil))             // upload failed
 	f.Observe(speed(t0.Add(-time.Hour), true, wire.Float(1e6), wire.Float(1e6))) // late, older
 	want := `
 # HELP hubmon_speedtest_download_bytes_per_second Download rate of the most recent speed test that measured it, in bytes per second (Prometheus base unit; x8 for bit/s).
