@@ -1,0 +1,82 @@
+// Package web serves the collector's HTTP endpoints: /metrics for
+// Prometheus, /-/healthy (the process is up) and /-/ready (the store answers
+// and messages can arrive), and a short index page that says where to look.
+package web
+
+import (
+	"context"
+	"fmt"
+	"html/template"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// Options configure the handler.
+type Options struct {
+	Gatherer prometheus.Gatherer
+	// Ready returns nil when the collector can take messages, or why not.
+	Ready   func(ctx context.Context) error
+	Version string
+	Logger  *slog.Logger
+}
+
+var index = template.Must(template.New("index").Parse(`<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
+<title>hubmon collector</title></head>
+<body><main>
+<h1>hubmon collector</h1>
+<p>Version {{.}}.</p>
+<ul>
+<li><a href="metrics">/metrics</a>: the latest measurement of every hub, for Prometheus</li>
+<li><a href="-/healthy">/-/healthy</a> and <a href="-/ready">/-/ready</a>: health checks</li>
+</ul>
+</main></body></html>
+`))
+
+// Handler returns the collector's HTTP handler (its own mux, never
+// http.DefaultServeMux).
+func Handler(opts Options) http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(opts.Gatherer, promhttp.HandlerOpts{
+		ErrorLog:            slog.NewLogLogger(opts.Logger.Handler(), slog.LevelError),
+		ErrorHandling:       promhttp.ContinueOnError,
+		MaxRequestsInFlight: 4,
+		Timeout:             20 * time.Second,
+	}))
+	mux.HandleFunc("GET /-/healthy", func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintln(w, "hubmon-collector is healthy.")
+	})
+	mux.HandleFunc("GET /-/ready", func(w http.ResponseWriter, r *http.Request) {
+		ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
+		defer cancel()
+		if err := opts.Ready(ctx); err != nil {
+			http.Error(w, "hubmon-collector is not ready: "+err.Error(), http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintln(w, "hubmon-collector is ready.")
+	})
+	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		index.Execute(w, opts.Version)
+	})
+	return mux
+}
+
+// Server returns an http.Server with timeouts and a header size limit, so a
+// slow or hostile client cannot hold connections open or memory.
+func Server(addr string, h http.Handler, readTimeout, writeTimeout time.Duration, log *slog.Logger) *http.Server {
+	return &http.Server{
+		Addr:              addr,
+		Handler:           http.MaxBytesHandler(h, 1<<20),
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       readTimeout,
+		WriteTimeout:      writeTimeout,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    16 << 10,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+}
