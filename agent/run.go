@@ -1,0 +1,165 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"runtime"
+	"time"
+
+	"github.com/hubmon/hubmon/agent/internal/config"
+	"github.com/hubmon/hubmon/agent/internal/outbox"
+	"github.com/hubmon/hubmon/agent/internal/probe"
+	"github.com/hubmon/hubmon/agent/internal/publish"
+	"github.com/hubmon/hubmon/agent/internal/schedule"
+	"github.com/hubmon/hubmon/agent/wire"
+)
+
+// Set by the linker (see the Makefile).
+var (
+	version  = "dev"
+	revision = "unknown"
+)
+
+const usage = `hubmon-agent measures a community hub's broadband and reports it to hubmon-collector.
+
+Usage:
+  hubmon-agent run -config agent.yaml [-check-config] [-log-level info]
+  hubmon-agent once -config agent.yaml [-json] [-probe NAME]
+  hubmon-agent version
+`
+
+func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return 2
+	}
+	switch args[0] {
+	case "run":
+		return cmdRun(ctx, args[1:], getenv, stdout, stderr)
+	case "once":
+		return cmdOnce(ctx, args[1:], getenv, stdout, stderr)
+	case "version", "-version", "--version":
+		fmt.Fprintf(stdout, "hubmon-agent %s (revision %s, %s, %s/%s)\n", version, revision, runtime.Version(), runtime.GOOS, runtime.GOARCH)
+		return 0
+	case "help", "-h", "-help", "--help":
+		fmt.Fprint(stdout, usage)
+		return 0
+	default:
+		fmt.Fprintf(stderr, "hubmon-agent: unknown command %q\n\n%s", args[0], usage)
+		return 2
+	}
+}
+
+func newLogger(w io.Writer, level string) (*slog.Logger, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("-log-level: %w", err)
+	}
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: l})), nil
+}
+
+// jobs builds the schedule from the config: one explicit switch of kinds.
+func jobs(cfg *config.Config, log *slog.Logger) ([]schedule.Job, error) {
+	var out []schedule.Job
+	for i, p := range cfg.Probes {
+		j := schedule.Job{Name: p.Name, Kind: p.Kind, Interval: p.Interval, Splay: p.Splay, FirstRun: p.FirstRun, Timeout: p.Timeout}
+		switch p.Kind {
+		case wire.KindSpeedtest:
+			j.Heavy = true
+			j.Prober = probe.NewSpeedtest(probe.SpeedtestConfig{
+				ServerURL:   p.Speedtest.ServerURL,
+				ServerIDs:   p.Speedtest.ServerIDs,
+				Connections: p.Speedtest.Connections,
+				Duration:    p.Speedtest.Duration,
+				Logger:      log.With("probe", p.Name),
+			})
+		default:
+			return nil, fmt.Errorf("probes[%d].kind: unknown kind %q", i, p.Kind)
+		}
+		out = append(out, j)
+	}
+	return out, nil
+}
+
+func cmdRun(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("run", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	configPath := fs.String("config", "/etc/hubmon/agent.yaml", "configuration file")
+	checkOnly := fs.Bool("check-config", false, "check the configuration and exit")
+	logLevel := fs.String("log-level", "info", "log level: debug, info, warn, error")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	cfg, err := config.Load(*configPath, getenv)
+	if err != nil {
+		fmt.Fprintf(stderr, "hubmon-agent: %v\n", err)
+		return 1
+	}
+	if *checkOnly {
+		fmt.Fprintf(stdout, "%s: configuration is valid (site %s, %d probes)\n", *configPath, cfg.Site, len(cfg.Probes))
+		return 0
+	}
+	log, err := newLogger(stderr, *logLevel)
+	if err != nil {
+		fmt.Fprintf(stderr, "hubmon-agent: %v\n", err)
+		return 2
+	}
+	log = log.With("site", cfg.Site)
+	if err := agent(ctx, cfg, log); err != nil {
+		log.Error("hubmon-agent stopped", "err", err)
+		return 1
+	}
+	return 0
+}
+
+func agent(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
+	started := time.Now()
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return fmt.Errorf("data directory: %w", err)
+	}
+	ob, err := outbox.Open(cfg.OutboxPath(), cfg.Site, cfg.Outbox.MaxMessages)
+	if err != nil {
+		return err
+	}
+	defer ob.Close() // last: after the scheduler and the publisher have stopped
+	js, err := jobs(cfg, log)
+	if err != nil {
+		return err
+	}
+	var tc *tls.Config
+	if cfg.Broker.TLS() {
+		if tc, err = publish.TLSConfig(cfg.Broker.CAFile, cfg.Broker.CertFile, cfg.Broker.KeyFile); err != nil {
+			return err
+		}
+	}
+	pub := publish.New(publish.Options{
+		Site: cfg.Site, BrokerURL: cfg.Broker.URL, Username: cfg.Broker.Username, Password: cfg.Broker.Password,
+		TLS: tc, ConnectTimeout: cfg.Broker.ConnectTimeout, AckTimeout: cfg.Broker.AckTimeout,
+		StatusInterval: cfg.Broker.StatusInterval, Outbox: ob,
+		AgentVersion: version, OS: runtime.GOOS, Arch: runtime.GOARCH, Started: started,
+		Logger: log.With("component", "publish"),
+	})
+	log.Info("hubmon-agent started", "version", version, "agent_id", ob.AgentID(), "broker", cfg.Broker.URL, "probes", len(js), "outbox", cfg.OutboxPath())
+
+	pubDone := make(chan struct{})
+	go func() {
+		defer close(pubDone)
+		pub.Run(ctx)
+	}()
+	schedule.Run(ctx, js, func(ctx context.Context, m *wire.Measurement) error {
+		// committed even if we are stopping: it was measured
+		if err := ob.Add(context.WithoutCancel(ctx), m); err != nil {
+			return err
+		}
+		pub.Notify()
+		return nil
+	}, log)
+	<-pubDone
+	log.Info("hubmon-agent stopped")
+	return nil
+}

@@ -1,0 +1,323 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"runtime"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/hubmon/hubmon/agent/wire"
+	"github.com/hubmon/hubmon/collector/internal/broker"
+	"github.com/hubmon/hubmon/collector/internal/config"
+	"github.com/hubmon/hubmon/collector/internal/ingest"
+	"github.com/hubmon/hubmon/collector/internal/metrics"
+	"github.com/hubmon/hubmon/collector/internal/speedserver"
+	"github.com/hubmon/hubmon/collector/internal/store"
+	"github.com/hubmon/hubmon/collector/internal/web"
+)
+
+// Set by the linker (see the Makefile).
+var (
+	version  = "dev"
+	revision = "unknown"
+)
+
+const usage = `hubmon-collector stores hubmon agents' measurements and exposes them to Prometheus.
+
+Usage:
+  hubmon-collector run -config collector.yaml [-check-config] [-log-level info]
+  hubmon-collector passwd -file PASSWORD_FILE SITE    (reads the password from stdin)
+  hubmon-collector version
+`
+
+func run(ctx context.Context, args []string, getenv func(string) string, stdin io.Reader, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return 2
+	}
+	switch args[0] {
+	case "run":
+		return cmdRun(ctx, args[1:], getenv, stdout, stderr)
+	case "passwd":
+		return cmdPasswd(args[1:], stdin, stdout, stderr)
+	case "version", "-version", "--version":
+		fmt.Fprintf(stdout, "hubmon-collector %s (revision %s, %s, %s/%s)\n", version, revision, runtime.Version(), runtime.GOOS, runtime.GOARCH)
+		return 0
+	case "help", "-h", "-help", "--help":
+		fmt.Fprint(stdout, usage)
+		return 0
+	default:
+		fmt.Fprintf(stderr, "hubmon-collector: unknown command %q\n\n%s", args[0], usage)
+		return 2
+	}
+}
+
+func cmdPasswd(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("passwd", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	file := fs.String("file", "", "Mosquitto-format password file to add the user to (created if missing)")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if *file == "" || fs.NArg() != 1 {
+		fmt.Fprintln(stderr, "usage: hubmon-collector passwd -file PASSWORD_FILE SITE  (password on stdin)")
+		return 2
+	}
+	user := fs.Arg(0)
+	line, err := bufio.NewReader(stdin).ReadString('\n')
+	if err != nil && !errors.Is(err, io.EOF) {
+		fmt.Fprintf(stderr, "hubmon-collector: read password: %v\n", err)
+		return 1
+	}
+	password := strings.TrimRight(line, "\r\n")
+	if password == "" {
+		fmt.Fprintln(stderr, "hubmon-collector: empty password on stdin")
+		return 1
+	}
+	if err := broker.AddUser(*file, user, password); err != nil {
+		fmt.Fprintf(stderr, "hubmon-collector: %v\n", err)
+		return 1
+	}
+	fmt.Fprintf(stdout, "added %s to %s\n", user, *file)
+	return 0
+}
+
+func cmdRun(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("run", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	configPath := fs.String("config", "/etc/hubmon/collector.yaml", "configuration file")
+	checkOnly := fs.Bool("check-config", false, "check the configuration and exit")
+	logLevel := fs.String("log-level", "info", "log level: debug, info, warn, error")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	cfg, err := config.Load(*configPath, getenv)
+	if err != nil {
+		fmt.Fprintf(stderr, "hubmon-collector: %v\n", err)
+		return 1
+	}
+	if *checkOnly {
+		fmt.Fprintf(stdout, "%s: configuration is valid\n", *configPath)
+		return 0
+	}
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
+		fmt.Fprintf(stderr, "hubmon-collector: -log-level: %v\n", err)
+		return 2
+	}
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	if err := collect(ctx, cfg, log); err != nil {
+		log.Error("hubmon-collector stopped", "err", err)
+		return 1
+	}
+	return 0
+}
+
+// collect runs the collector until ctx is done or a fatal error.
+func collect(ctx context.Context, cfg *config.Config, log *slog.Logger) (err error) {
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+
+	st, err := store.Open(cfg.Database)
+	if err != nil {
+		return err
+	}
+	defer st.Close() // last
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	metrics.RegisterBuildInfo(reg, version, revision)
+	fleet := metrics.NewFleet()
+	reg.MustRegister(fleet)
+	health := metrics.NewHealth(reg)
+	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "hubmon_collector_store_size_bytes", Help: "Size of the history database and its write-ahead log on disk.",
+	}, func() float64 { return float64(st.SizeBytes()) }))
+
+	in := ingest.New(ingest.Options{Store: st, Fleet: fleet, Health: health, Logger: log.With("component", "ingest")})
+	if err := in.LoadState(ctx); err != nil {
+		in.Close()
+		return err
+	}
+
+	// inputs
+	var (
+		closers []func()
+		ready   func() error
+	)
+	closeInputs := func() {
+		for i := len(closers) - 1; i >= 0; i-- {
+			closers[i]()
+		}
+		closers = nil
+	}
+	defer func() {
+		closeInputs()
+		in.Close()
+	}()
+
+	if cfg.SpeedtestServer.Enabled {
+		ss, err := startSpeedServer(cfg, reg, log)
+		if err != nil {
+			return err
+		}
+		closers = append(closers, func() { ss.Close() })
+	}
+
+	if cfg.Embedded() {
+		b, err := broker.Start(broker.Options{
+			Listen: cfg.EmbeddedBroker.Listen, PasswordFile: cfg.EmbeddedBroker.PasswordFile,
+			Readers: cfg.EmbeddedBroker.Readers, MaxPacketBytes: cfg.EmbeddedBroker.MaxPacketBytes,
+			Handler: in.Handle, Logger: log.With("component", "broker"),
+		})
+		if err != nil {
+			return err
+		}
+		closers = append(closers, func() { b.Close() })
+		in.SetPublisher(b.Publish)
+		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "hubmon_collector_broker_clients", Help: "MQTT clients connected to the embedded broker.",
+		}, func() float64 { return float64(b.ConnectedClients()) }))
+		ready = func() error { return nil }
+		hup := make(chan os.Signal, 1)
+		signal.Notify(hup, syscall.SIGHUP)
+		defer signal.Stop(hup)
+		go func() {
+			for range hup {
+				if err := b.Reload(); err != nil {
+					log.Error("password file not reloaded; keeping the previous one", "err", err)
+				} else {
+					log.Info("password file reloaded")
+				}
+			}
+		}()
+		log.Info("embedded MQTT broker listening", "addr", b.Addr().String())
+	} else {
+		tc, err := tlsConfig(cfg)
+		if err != nil {
+			return err
+		}
+		sub, err := ingest.Subscribe(ingest.SubscriberOptions{
+			URL: cfg.MQTT.URL, ClientID: cfg.MQTT.ClientID, Username: cfg.MQTT.Username, Password: cfg.MQTT.Password,
+			TLS: tc, ConnectTimeout: cfg.MQTT.ConnectTimeout, Logger: log.With("component", "mqtt"),
+			Handler: in.Handle, Fatal: func(err error) { cancel(err) },
+		})
+		if err != nil {
+			return err
+		}
+		closers = append(closers, sub.Close)
+		in.SetPublisher(sub.Publish)
+		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "hubmon_collector_broker_connected", Help: "1 if the collector's connection to the MQTT broker is up.",
+		}, func() float64 {
+			if sub.Connected() {
+				return 1
+			}
+			return 0
+		}))
+		ready = func() error {
+			if !sub.Connected() {
+				return errors.New("not connected to the MQTT broker")
+			}
+			return nil
+		}
+	}
+
+	h := web.Handler(web.Options{Gatherer: reg, Version: version, Logger: log, Ready: func(ctx context.Context) error {
+		if err := st.Ping(ctx); err != nil {
+			return fmt.Errorf("store: %w", err)
+		}
+		return ready()
+	}})
+	srv := web.Server(cfg.HTTP.Listen, h, cfg.HTTP.ReadTimeout, cfg.HTTP.WriteTimeout, log)
+	ln, err := net.Listen("tcp", cfg.HTTP.Listen)
+	if err != nil {
+		return fmt.Errorf("http: %w", err)
+	}
+	go func() {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			cancel(fmt.Errorf("http: %w", err))
+		}
+	}()
+	log.Info("hubmon-collector started", "version", version, "http", ln.Addr().String(), "database", cfg.Database, "embedded_broker", cfg.Embedded())
+
+	<-ctx.Done()
+	log.Info("stopping")
+	// stop inputs, drain, then close the store (deferred)
+	closeInputs()
+	in.Close()
+	shutdownCtx, done := context.WithTimeout(context.Background(), 5*time.Second)
+	defer done()
+	srv.Shutdown(shutdownCtx)
+	if cause := context.Cause(ctx); cause != nil && !errors.Is(cause, context.Canceled) {
+		return cause
+	}
+	return nil
+}
+
+func startSpeedServer(cfg *config.Config, reg prometheus.Registerer, log *slog.Logger) (*speedserver.Server, error) {
+	ss := speedserver.New(speedserver.Options{Logger: log.With("component", "speedserver"), MaxUploadBytes: cfg.SpeedtestServer.MaxUploadBytes})
+	ln, err := net.Listen("tcp", cfg.SpeedtestServer.Listen)
+	if err != nil {
+		return nil, fmt.Errorf("speedtest server: %w", err)
+	}
+	pc, err := net.ListenPacket("udp", ln.Addr().String())
+	if err != nil {
+		ln.Close()
+		return nil, fmt.Errorf("speedtest server: %w", err)
+	}
+	go ss.Serve(ln)
+	go ss.ServePacket(pc)
+	reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Name: "hubmon_collector_speedtest_server_sent_bytes_total", Help: "Bytes the built-in speed-test server sent to agents.",
+	}, func() float64 { return float64(ss.BytesSent()) }))
+	reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Name: "hubmon_collector_speedtest_server_received_bytes_total", Help: "Bytes the built-in speed-test server received from agents.",
+	}, func() float64 { return float64(ss.BytesReceived()) }))
+	log.Info("speed-test server listening", "addr", ln.Addr().String())
+	return ss, nil
+}
+
+func tlsConfig(cfg *config.Config) (*tls.Config, error) {
+	if !cfg.MQTT.TLS() {
+		return nil, nil
+	}
+	tc := &tls.Config{MinVersion: tls.VersionTLS12}
+	if cfg.MQTT.CAFile != "" {
+		pem, err := os.ReadFile(cfg.MQTT.CAFile)
+		if err != nil {
+			return nil, fmt.Errorf("mqtt.ca_file: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("mqtt.ca_file %q: no PEM certificates in it", cfg.MQTT.CAFile)
+		}
+		tc.RootCAs = pool
+	}
+	if cfg.MQTT.CertFile != "" {
+		cert, err := tls.LoadX509KeyPair(cfg.MQTT.CertFile, cfg.MQTT.KeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("mqtt.cert_file: %w", err)
+		}
+		tc.Certificates = []tls.Certificate{cert}
+	}
+	return tc, nil
+}
+
+var _ = wire.Version
