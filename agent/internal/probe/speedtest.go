@@ -1,0 +1,394 @@
+package probe
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/hubmon/hubmon/agent/wire"
+	"github.com/showwin/speedtest-go/speedtest"
+)
+
+// SpeedtestConfig configures a speed test against an Ookla-compatible server.
+type SpeedtestConfig struct {
+	// ServerURL is a self-hosted Ookla-compatible server, e.g.
+	// http://127.0.0.1:8080 (may carry a ?token= query, which is sent with
+	// every request and kept out of results and errors).
+	ServerURL string
+	// ServerIDs are pinned public server ids (fetch each by id, pick the
+	// lowest-latency reachable one).
+	ServerIDs []string
+	// Neither set: auto — fetch the public server list, pick the
+	// lowest-latency available server.
+
+	Connections int           // parallel connections per direction (default 4)
+	Duration    time.Duration // capture time per direction (default 10s)
+	Logger      *slog.Logger
+}
+
+const (
+	defaultConnections = 4
+	defaultDuration    = 10 * time.Second
+	// pingTimeout bounds the latency phase: 11 requests 200 ms apart, even
+	// on a satellite link.
+	pingTimeout = 20 * time.Second
+	// serverPingTimeout bounds the latency check of one pinned server.
+	serverPingTimeout = 5 * time.Second
+)
+
+// NewSpeedtest returns a Prober that measures latency, jitter, download and
+// upload with github.com/showwin/speedtest-go. Each run moves about
+// rate x Duration bytes per direction: mind capped lines.
+//
+// How it handles the library's traps (see REFERENCE.md):
+//   - every run has its own http.Client and Transport with dial, TLS and
+//     response-header timeouts, and a new speedtest.Speedtest built with
+//     speedtest.New(WithUserConfig, WithDoer) - WithDoer last;
+//     http.DefaultClient and package-level functions are never used;
+//   - SetCaptureTime and SetNThread bound each direction, since cancelling
+//     the context does not stop a test; the library runs in a goroutine, and
+//     Probe returns as soon as ctx is done, leaving that goroutine to end by
+//     itself within the capture time. The goroutine publishes figures only
+//     through a mutex-guarded copy, so it cannot touch a returned Result;
+//   - the library reports no error for most failures, so the probe checks
+//     rates (-1 is N/A), bytes moved and the HTTP status of every request;
+//   - the packet-loss analyzer is not used (it can block for ever).
+func NewSpeedtest(cfg SpeedtestConfig) Prober {
+	if cfg.Connections <= 0 {
+		cfg.Connections = defaultConnections
+	}
+	if cfg.Duration <= 0 {
+		cfg.Duration = defaultDuration
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	cfg.ServerIDs = append([]string(nil), cfg.ServerIDs...)
+	return &speedtestProber{cfg: cfg, log: log}
+}
+
+type speedtestProber struct {
+	cfg SpeedtestConfig
+	log *slog.Logger
+	// wrap, when set, wraps the transport of every run. Tests use it to send
+	// the requests for the public server list to 127.0.0.1.
+	wrap func(http.RoundTripper) http.RoundTripper
+}
+
+// newClientMu serialises speedtest.New: every call writes
+// http.DefaultClient.Transport (the library's default doer, replaced by ours
+// only afterwards by WithDoer), so two runs starting at once would race.
+var newClientMu sync.Mutex
+
+func newSpeedtestClient(uc *speedtest.UserConfig, hc *http.Client) *speedtest.Speedtest {
+	newClientMu.Lock()
+	defer newClientMu.Unlock()
+	return speedtest.New(speedtest.WithUserConfig(uc), speedtest.WithDoer(hc))
+}
+
+// progress is what a run has measured so far. The run's goroutine writes it;
+// Probe copies it, also while an abandoned run is still writing.
+type progress struct {
+	mu    sync.Mutex
+	phase string
+	st    wire.Speedtest
+}
+
+func (pr *progress) update(phase string, f func(st *wire.Speedtest)) {
+	pr.mu.Lock()
+	defer pr.mu.Unlock()
+	if phase != "" {
+		pr.phase = phase
+	}
+	if f != nil {
+		f(&pr.st)
+	}
+}
+
+// snapshot returns a copy of the figures. The pointers in it are shared but
+// never written after update stored them.
+func (pr *progress) snapshot() (*wire.Speedtest, string) {
+	pr.mu.Lock()
+	defer pr.mu.Unlock()
+	st := pr.st
+	return &st, pr.phase
+}
+
+func (p *speedtestProber) Probe(ctx context.Context) (Result, error) {
+	pr := &progress{phase: "start"}
+	if ctx.Err() != nil {
+		st, _ := pr.snapshot()
+		return Result{Kind: wire.KindSpeedtest, Speedtest: st}, p.redact(fmt.Errorf("cancelled before start: %w", context.Cause(ctx)))
+	}
+	done := make(chan error, 1) // buffered: an abandoned run must not block
+	go func() { done <- p.run(ctx, pr) }()
+
+	select {
+	case err := <-done:
+		st, _ := pr.snapshot()
+		return Result{Kind: wire.KindSpeedtest, Speedtest: st}, p.redact(err)
+	case <-ctx.Done():
+		st, phase := pr.snapshot()
+		return Result{Kind: wire.KindSpeedtest, Speedtest: st}, p.redact(fmt.Errorf("cancelled during %s: %w", phase, context.Cause(ctx)))
+	}
+}
+
+// run measures, publishing figures in pr as each phase completes. It may
+// outlive Probe (the library cannot be stopped), so it owns everything it
+// creates and shares only pr.
+func (p *speedtestProber) run(ctx context.Context, pr *progress) error {
+	hc, m, tr := p.newHTTP()
+	defer tr.CloseIdleConnections()
+	client := newSpeedtestClient(&speedtest.UserConfig{
+		UserAgent:      userAgent,
+		PingMode:       speedtest.HTTP,
+		MaxConnections: p.cfg.Connections,
+	}, hc)
+	client.SetCaptureTime(p.cfg.Duration)
+	client.SetNThread(p.cfg.Connections)
+	// Reset is called before each direction rather than deferred to the end:
+	// speedtest-go v1.7.11's adaptUploadWorkers goroutine outlives
+	// UploadTestContext by up to a second and reads the state Reset replaces
+	// (a data race, found with -race). The client is new for every run and
+	// dropped after it, so results cannot accumulate across runs either way.
+
+	pr.update("server selection", nil)
+	srv, err := p.findServer(ctx, client)
+	if err != nil {
+		return fmt.Errorf("find server: %w", err)
+	}
+	pr.update("", func(st *wire.Speedtest) {
+		st.ServerID, st.ServerName, st.ServerHost = srv.ID, serverName(srv), srv.Host
+		if srv.ID != "Custom" && srv.Distance > 0 {
+			st.ServerDistanceKM = wire.Float(srv.Distance)
+		}
+	})
+	p.log.Debug("speed test server selected", "server_id", srv.ID, "server_host", srv.Host)
+
+	// Ping.
+	pr.update("ping", nil)
+	m.reset(kindPing) // server selection may have pinged other servers
+	pctx, cancel := context.WithTimeout(ctx, pingTimeout)
+	err = srv.PingTestContext(pctx, nil)
+	cancel()
+	if ctx.Err() != nil {
+		return fmt.Errorf("cancelled during ping: %w", context.Cause(ctx))
+	}
+	if err := pingError(err, srv, m.get(kindPing)); err != nil {
+		return err
+	}
+	pr.update("", func(st *wire.Speedtest) {
+		st.LatencySeconds = wire.Float(srv.Latency.Seconds())
+		st.JitterSeconds = wire.Float(srv.Jitter.Seconds())
+	})
+
+	// Download.
+	pr.update("download", nil)
+	client.Reset()
+	_ = srv.DownloadTestContext(ctx) // always nil in v1.7.11
+	if ctx.Err() != nil {
+		return fmt.Errorf("cancelled during download: %w", context.Cause(ctx))
+	}
+	dlBytes := client.GetTotalDownload()
+	dlErr := directionError("download", srv.DLSpeed, elapsed(srv.TestDuration.Download, p.cfg.Duration),
+		fmt.Sprintf("%d bytes received", dlBytes), dlBytes, m.get(kindDownload))
+	pr.update("", func(st *wire.Speedtest) {
+		st.DownloadBytes = dlBytes
+		if dlErr == nil {
+			st.DownloadBitsPerSecond = wire.Float(float64(srv.DLSpeed) * 8)
+		}
+	})
+
+	// Upload.
+	pr.update("upload", nil)
+	client.Reset()
+	_ = srv.UploadTestContext(ctx) // always nil in v1.7.11
+	if ctx.Err() != nil {
+		return errors.Join(dlErr, fmt.Errorf("cancelled during upload: %w", context.Cause(ctx)))
+	}
+	// Only whole requests answered 2xx count as confirmed; the backlog was
+	// sent (or queued) but not confirmed. Both cost data on the line.
+	confirmed := client.GetTotalUpload()
+	ulBytes := confirmed + client.GetUploadBacklog()
+	ulErr := directionError("upload", srv.ULSpeed, elapsed(srv.TestDuration.Upload, p.cfg.Duration),
+		fmt.Sprintf("%d bytes confirmed by the server", confirmed), confirmed, m.get(kindUpload))
+	pr.update("", func(st *wire.Speedtest) {
+		st.UploadBytes = ulBytes
+		if ulErr == nil {
+			st.UploadBitsPerSecond = wire.Float(float64(srv.ULSpeed) * 8)
+		}
+	})
+	return errors.Join(dlErr, ulErr)
+}
+
+// pingError checks the latency phase: the library ignores the HTTP status of
+// latency.txt and returns no error when a few requests fail.
+func pingError(err error, srv *speedtest.Server, s kindStats) error {
+	note := s.note()
+	if note != "" {
+		note = "; " + note
+	}
+	switch {
+	case errors.Is(err, speedtest.ErrConnectTimeout):
+		return fmt.Errorf("ping: server unreachable%s", note)
+	case err != nil:
+		return fmt.Errorf("ping: %w%s", err, note)
+	case s.badStatus > 0:
+		return fmt.Errorf("ping: no valid answer%s", note)
+	case srv.Latency <= 0:
+		return fmt.Errorf("ping: no latency measured%s", note)
+	}
+	return nil
+}
+
+// directionError checks one direction. speedtest-go reports N/A as a rate of
+// -1, a stalled test as 0, and counts error pages as data, all without an
+// error. A direction fails when it has no positive rate, moved no bytes, or
+// when 10 % or more of its requests got an error status.
+func directionError(dir string, rate speedtest.ByteRate, took time.Duration, moved string, bytes int64, s kindStats) error {
+	var reason string
+	r := float64(rate)
+	switch {
+	case r < 0:
+		reason = "no rate measured (N/A)"
+	case !(r > 0) || math.IsInf(r, 0): // 0, or NaN when the test ended before its first sample
+		reason = "no rate measured"
+	case bytes <= 0:
+		reason = "no data moved"
+	case s.badStatus > 0 && s.badStatus*10 >= s.requests:
+		reason = "server answered errors"
+	default:
+		return nil
+	}
+	msg := fmt.Sprintf("%s: %s after %s; %s", dir, reason, took, moved)
+	if note := s.note(); note != "" {
+		msg += "; " + note
+	}
+	return errors.New(msg)
+}
+
+// elapsed is the library's measured duration of a direction, rounded for
+// messages; want when it has none.
+func elapsed(d *time.Duration, want time.Duration) time.Duration {
+	if d == nil {
+		return want
+	}
+	return d.Round(100 * time.Millisecond)
+}
+
+func serverName(srv *speedtest.Server) string {
+	if srv.Sponsor != "" && srv.Sponsor != "?" {
+		return srv.Sponsor + ", " + srv.Name
+	}
+	return srv.Name
+}
+
+// findServer picks the server of this run: the self-hosted one, the
+// lowest-latency pinned one, or the lowest-latency one of the public list.
+func (p *speedtestProber) findServer(ctx context.Context, client *speedtest.Speedtest) (*speedtest.Server, error) {
+	switch {
+	case p.cfg.ServerURL != "" && len(p.cfg.ServerIDs) > 0:
+		return nil, errors.New("both a server URL and server ids are configured; use one")
+	case p.cfg.ServerURL != "":
+		u, err := url.Parse(p.cfg.ServerURL)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return nil, fmt.Errorf("server URL %q: want http(s)://host[:port]", redactURL(p.cfg.ServerURL))
+		}
+		return client.CustomServer(p.cfg.ServerURL)
+	case len(p.cfg.ServerIDs) > 0:
+		var servers speedtest.Servers
+		var errs []error
+		for _, id := range p.cfg.ServerIDs {
+			srv, err := client.FetchServerByIDContext(ctx, id)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("server %s: %w", id, err))
+				continue
+			}
+			servers = append(servers, srv)
+		}
+		if len(servers) == 0 {
+			return nil, fmt.Errorf("fetch pinned servers: %w", errors.Join(errs...))
+		}
+		return lowestLatency(ctx, servers)
+	default:
+		servers, err := client.FetchServerListContext(ctx) // pings each server once
+		if err != nil {
+			return nil, fmt.Errorf("fetch server list: %w", err)
+		}
+		avail := servers.Available() // answered the ping, by latency
+		if len(*avail) == 0 {
+			return nil, fmt.Errorf("none of %d public servers answered a ping", len(servers))
+		}
+		return (*avail)[0], nil
+	}
+}
+
+// lowestLatency pings each server once and returns the fastest to answer.
+func lowestLatency(ctx context.Context, servers speedtest.Servers) (*speedtest.Server, error) {
+	var best *speedtest.Server
+	var bestRTT int64
+	var errs []error
+	for _, srv := range servers {
+		pctx, cancel := context.WithTimeout(ctx, serverPingTimeout)
+		rtts, err := srv.HTTPPing(pctx, 1, 0, nil)
+		cancel()
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		if err != nil || len(rtts) == 0 {
+			errs = append(errs, fmt.Errorf("server %s (%s): no answer to ping: %v", srv.ID, srv.Host, err))
+			continue
+		}
+		if best == nil || rtts[0] < bestRTT {
+			best, bestRTT = srv, rtts[0]
+		}
+	}
+	if best == nil {
+		return nil, fmt.Errorf("no pinned server reachable: %w", errors.Join(errs...))
+	}
+	return best, nil
+}
+
+// redact keeps the query of the server URL (it may hold a token) out of an
+// error: net/http's errors quote whole URLs. errors.Is and As still see the
+// wrapped error.
+func (p *speedtestProber) redact(err error) error {
+	if err == nil {
+		return nil
+	}
+	u, perr := url.Parse(p.cfg.ServerURL)
+	if p.cfg.ServerURL == "" || perr != nil || u.RawQuery == "" {
+		return err
+	}
+	msg := strings.ReplaceAll(err.Error(), u.RawQuery, "REDACTED")
+	if msg == err.Error() {
+		return err
+	}
+	return &redactedError{msg: msg, err: err}
+}
+
+type redactedError struct {
+	msg string
+	err error
+}
+
+func (e *redactedError) Error() string { return e.msg }
+func (e *redactedError) Unwrap() error { return e.err }
+
+// redactURL drops the query and user info of a URL for messages.
+func redactURL(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "(unparsable URL)"
+	}
+	u.RawQuery, u.User = "", nil
+	return u.String()
+}
