@@ -244,7 +244,7 @@ func TestSpeedtestCancelDuringDownload(t *testing.T) {
 func TestSpeedtestCancelledBeforeStart(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	res, err := NewSpeedtest(quickConfig("http://"+closedPort(t))).Probe(ctx)
+	res, err := NewSpeedtest(quickConfig("http://" + closedPort(t))).Probe(ctx)
 	if err == nil || !errors.Is(err, context.Canceled) || res.Speedtest == nil {
 		t.Errorf("Probe = %+v, %v; want a cancelled error", res, err)
 	}

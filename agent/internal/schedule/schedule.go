@@ -112,13 +112,12 @@ func Run(ctx context.Context, jobs []Job, sink Sink, log *slog.Logger) {
 					return // cancelled
 				}
 				lg := log.With("probe", job.Name, "kind", job.Kind, "duration_seconds", m.DurationSeconds)
-				if m.Success {
-					lg.Info("probe succeeded")
-				} else {
-					lg.Warn("probe failed", "err", m.Error)
-				}
 				if err := sink(ctx, m); err != nil {
 					lg.Error("measurement not stored; it is lost", "err", err)
+				} else if m.Success {
+					lg.Info("probe succeeded", "seq", m.Seq)
+				} else {
+					lg.Warn("probe failed", "seq", m.Seq, "err", m.Error)
 				}
 				next = job.Interval
 				if job.Splay > 0 {
