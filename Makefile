@@ -7,7 +7,7 @@ LDFLAGS := -X main.version=$(VERSION) -X main.revision=$(REVISION)
 # go-sqlite3 needs cgo; CGO_ENABLED=0 silently builds a stub that fails at run time
 export CGO_ENABLED := 1
 
-.PHONY: all build run test test-short bench fuzz vet lint clean
+.PHONY: all build run test deps bench fuzz vet lint clean
 
 all: build
 
@@ -20,7 +20,7 @@ run: build
 	./deploy/dev/run.sh
 
 ## test: vet, every test (unit, real Mosquitto, real binaries end to end) with the race detector, and a short fuzz
-test: vet build
+test: deps vet build
 	$(GO) test -race -count=1 -timeout 20m ./...
 	$(GO) test -run '^$$' -fuzz FuzzDecodeMeasurement -fuzztime 10s ./agent/wire/
 
@@ -31,6 +31,11 @@ bench:
 ## fuzz: a longer fuzz run of the message decoder
 fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzDecodeMeasurement -fuzztime 5m ./agent/wire/
+
+# the tests run a real Mosquitto and promtool; say how to get them
+deps:
+	@command -v mosquitto >/dev/null && command -v promtool >/dev/null || { \
+	  echo "make test needs mosquitto and promtool: sudo apt-get install -y mosquitto prometheus"; exit 1; }
 
 vet:
 	$(GO) vet ./...
