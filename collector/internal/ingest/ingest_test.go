@@ -3,10 +3,12 @@ package ingest
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -195,4 +197,39 @@ func TestConcurrentHandleBatches(t *testing.T) {
 	if err := f.in.Handle(ctx, site, wire.TopicMeasurement, base); err != ErrClosed {
 		t.Fatalf("Handle after Close = %v", err)
 	}
+}
+
+// BenchmarkHandleParallel measures validated, committed, acknowledged
+// measurements per second with concurrent callers (as with many agents).
+func BenchmarkHandleParallel(b *testing.B) {
+	st, err := store.Open(filepath.Join(b.TempDir(), "hubmon.db"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer st.Close()
+	in := New(Options{Store: st, Fleet: metrics.NewFleet(), Health: metrics.NewHealth(prometheus.NewRegistry())})
+	in.SetPublisher(func(string, []byte) error { return nil })
+	defer in.Close()
+	base, err := os.ReadFile("../../../agent/wire/testdata/measurement-v1-speedtest.json")
+	if err != nil {
+		b.Fatal(err)
+	}
+	var m wire.Measurement
+	json.Unmarshal(base, &m)
+	m.MeasuredAt = time.Now().UTC()
+	var n atomic.Int64
+	b.SetParallelism(64) // many agents at once
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		mm := m
+		for pb.Next() {
+			mm.MessageID = fmt.Sprintf("MSG%012d", n.Add(1))
+			p, _ := json.Marshal(mm)
+			if err := in.Handle(context.Background(), site, wire.TopicMeasurement, p); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+	b.ReportMetric(float64(n.Load())/b.Elapsed().Seconds(), "msgs/s")
 }
