@@ -3,12 +3,14 @@ package main
 import (
 	"context"
 	"crypto/tls"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
 	"runtime"
+	"sync/atomic"
 	"time"
 
 	"github.com/hubmon/hubmon/agent/internal/config"
@@ -123,6 +125,14 @@ func agent(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		return fmt.Errorf("data directory: %w", err)
 	}
 	ob, err := outbox.Open(cfg.OutboxPath(), cfg.Site, cfg.Outbox.MaxMessages)
+	if errors.Is(err, outbox.ErrCorrupt) {
+		// an SD card's damage must not stop the hub being measured for ever
+		var aside string
+		ob, aside, err = outbox.Recover(cfg.OutboxPath(), cfg.Site, cfg.Outbox.MaxMessages, time.Now())
+		if err == nil {
+			log.Error("outbox was corrupt: moved aside and started a new one; its unsent measurements are lost", "moved_to", aside)
+		}
+	}
 	if err != nil {
 		return err
 	}
@@ -137,7 +147,9 @@ func agent(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 			return err
 		}
 	}
+	var lost atomic.Int64 // measurements that never reached the outbox
 	pub := publish.New(publish.Options{
+		Lost: lost.Load,
 		Site: cfg.Site, BrokerURL: cfg.Broker.URL, Username: cfg.Broker.Username, Password: cfg.Broker.Password,
 		TLS: tc, ConnectTimeout: cfg.Broker.ConnectTimeout, AckTimeout: cfg.Broker.AckTimeout,
 		StatusInterval: cfg.Broker.StatusInterval, Outbox: ob,
@@ -154,6 +166,7 @@ func agent(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	schedule.Run(ctx, js, func(ctx context.Context, m *wire.Measurement) error {
 		// committed even if we are stopping: it was measured
 		if err := ob.Add(context.WithoutCancel(ctx), m); err != nil {
+			lost.Add(1)
 			return err
 		}
 		pub.Notify()

@@ -151,7 +151,7 @@ func collect(ctx context.Context, cfg *config.Config, log *slog.Logger) (err err
 	}, func() float64 { return float64(st.SizeBytes()) }))
 
 	in := ingest.New(ingest.Options{Store: st, Fleet: fleet, Health: health, Logger: log.With("component", "ingest")})
-	if err := in.LoadState(ctx); err != nil {
+	if err := in.LoadState(ctx, cfg.Embedded()); err != nil {
 		in.Close()
 		return err
 	}

@@ -72,6 +72,9 @@ var (
 // topic, a file name and a Prometheus label.
 func ValidSite(s string) bool { return siteRE.MatchString(s) }
 
+// ValidID reports whether s is a usable message or agent id.
+func ValidID(s string) bool { return idRE.MatchString(s) }
+
 // ValidProbeName reports whether s is a usable probe name (a Prometheus label value).
 func ValidProbeName(s string) bool { return probeRE.MatchString(s) }
 
@@ -150,9 +153,12 @@ type Status struct {
 	Site    string `json:"site"`
 	AgentID string `json:"agent_id"`
 	State   string `json:"state"`
-	// ConnectedAt is when the MQTT connection this status belongs to began:
-	// the collector orders statuses by it, so a late Last Will of an old
+	// Session counts the agent's MQTT connections (kept in its outbox, so it
+	// survives restarts and does not depend on the clock): the collector
+	// orders one agent's statuses by it, so a late Last Will of an old
 	// connection cannot mark a reconnected agent offline.
+	Session int64 `json:"session"`
+	// ConnectedAt is when that connection began, by the agent's clock.
 	ConnectedAt   time.Time `json:"connected_at"`
 	SentAt        time.Time `json:"sent_at"`
 	AgentVersion  string    `json:"agent_version"`
@@ -164,6 +170,9 @@ type Status struct {
 	// OutboxDroppedTotal counts measurements the agent discarded, over its
 	// lifetime, because the outbox was full.
 	OutboxDroppedTotal int64 `json:"outbox_dropped_total"`
+	// MeasurementsLostTotal counts measurements taken since the agent
+	// started that could not be written to the outbox (disk full, say).
+	MeasurementsLostTotal int64 `json:"measurements_lost_total"`
 }
 
 // Ack tells an agent which of its messages the collector has committed to its
@@ -236,6 +245,33 @@ func Reason(err error) string {
 		return fe.Reason
 	}
 	return "invalid"
+}
+
+// Retryable reports whether a validation failure may clear without the
+// message changing: a clock that is wrong now (future, bad_time), or a kind or
+// schema version that a newer collector accepts. Such a message must stay with
+// the agent; any other failure is permanent.
+func Retryable(err error) bool {
+	var walk func(error) bool
+	walk = func(err error) bool {
+		if j, ok := err.(interface{ Unwrap() []error }); ok {
+			for _, e := range j.Unwrap() {
+				if walk(e) {
+					return true
+				}
+			}
+			return false
+		}
+		var fe *FieldError
+		if errors.As(err, &fe) {
+			switch fe.Reason {
+			case "version", "future", "bad_time", "bad_kind":
+				return true
+			}
+		}
+		return false
+	}
+	return walk(err)
 }
 
 // DecodeMeasurement decodes and validates a measurement published on the topic
@@ -441,10 +477,16 @@ func (s *Status) Validate(site string, now time.Time) error {
 	if s.State != StateOnline && s.State != StateOffline {
 		add(&FieldError{Field: "state", Value: s.State, Msg: `must be "online" or "offline"`, Reason: "range"})
 	}
-	add(checkTime("connected_at", s.ConnectedAt, now))
-	add(checkTime("sent_at", s.SentAt, now))
-	if s.SentAt.Before(s.ConnectedAt) {
-		add(&FieldError{Field: "sent_at", Value: s.SentAt, Msg: "before connected_at", Reason: "bad_time"})
+	if s.Session < 1 {
+		add(&FieldError{Field: "session", Value: s.Session, Msg: "must be at least 1", Reason: "range"})
+	}
+	// A status is ordered by session, not by time, and its arrival is timed
+	// by the collector: an agent whose clock is wrong still shows as online.
+	if s.ConnectedAt.IsZero() {
+		add(&FieldError{Field: "connected_at", Value: "", Msg: "missing", Reason: "bad_time"})
+	}
+	if s.SentAt.IsZero() {
+		add(&FieldError{Field: "sent_at", Value: "", Msg: "missing", Reason: "bad_time"})
 	}
 	add(checkText("agent_version", s.AgentVersion, 64))
 	add(checkText("os", s.OS, 32))
@@ -453,6 +495,7 @@ func (s *Status) Validate(site string, now time.Time) error {
 	add(checkRange("uptime_seconds", &up, 100*365*24*3600))
 	add(checkCount("outbox_backlog", s.OutboxBacklog, 1<<40))
 	add(checkCount("outbox_dropped_total", s.OutboxDroppedTotal, 1<<40))
+	add(checkCount("measurements_lost_total", s.MeasurementsLostTotal, 1<<40))
 	return errors.Join(errs...)
 }
 

@@ -39,13 +39,13 @@ var golden = map[string]any{
 	},
 	"status-v1-online.json": &Status{
 		Version: 1, Site: "leeds-central-library", AgentID: "A7K2M9P4Q6R8S1T3V5W7X9Y2Z4",
-		State: StateOnline, ConnectedAt: time.Date(2026, 11, 26, 10, 0, 0, 0, time.UTC), SentAt: time.Date(2026, 11, 26, 11, 0, 0, 0, time.UTC),
+		State: StateOnline, Session: 3, ConnectedAt: time.Date(2026, 11, 26, 10, 0, 0, 0, time.UTC), SentAt: time.Date(2026, 11, 26, 11, 0, 0, 0, time.UTC),
 		AgentVersion: "0.1.0", OS: "linux", Arch: "arm64", UptimeSeconds: 3600,
 		OutboxBacklog: 3, OutboxDroppedTotal: 0,
 	},
 	"status-v1-offline.json": &Status{
 		Version: 1, Site: "leeds-central-library", AgentID: "A7K2M9P4Q6R8S1T3V5W7X9Y2Z4",
-		State: StateOffline, ConnectedAt: time.Date(2026, 11, 26, 11, 0, 0, 0, time.UTC), SentAt: time.Date(2026, 11, 26, 11, 0, 0, 0, time.UTC),
+		State: StateOffline, Session: 2, ConnectedAt: time.Date(2026, 11, 26, 11, 0, 0, 0, time.UTC), SentAt: time.Date(2026, 11, 26, 11, 0, 0, 0, time.UTC),
 		AgentVersion: "0.1.0", OS: "linux", Arch: "arm", UptimeSeconds: 12,
 		OutboxBacklog: 0, OutboxDroppedTotal: 7,
 	},
@@ -170,6 +170,36 @@ func TestDecodeMeasurementRejects(t *testing.T) {
 				t.Errorf("error %q does not contain %q", err, tt.mention)
 			}
 		})
+	}
+}
+
+func TestRetryable(t *testing.T) {
+	good, _ := os.ReadFile("testdata/measurement-v1-speedtest.json")
+	for _, tt := range []struct {
+		from, to string
+		retry    bool
+	}{
+		{`"version": 1`, `"version": 2`, true},
+		{`2026-11-26T11:58:03.25Z`, `2026-11-26T13:00:00Z`, true},
+		{`"kind": "speedtest"`, `"kind": "dns"`, true},
+		{`34200000`, `-1`, false},
+		{`"probe": "local",`, `"probe": "Bad Name", "future_kind_next": 1,`, false},
+		{`"probe": "local"`, `"probe": "Bad Name"`, false},
+	} {
+		if tt.to == `"probe": "Bad Name", "future_kind_next": 1,` {
+			// a permanent and a transient problem together: keep it
+			good := bytes.Replace(good, []byte(`"kind": "speedtest"`), []byte(`"kind": "dns"`), 1)
+			_, err := DecodeMeasurement(bytes.Replace(good, []byte(tt.from), []byte(tt.to), 1), "leeds-central-library", now)
+			if !Retryable(err) {
+				t.Errorf("bad probe + new kind: Retryable false (%v)", err)
+			}
+			continue
+		}
+		p := bytes.Replace(good, []byte(tt.from), []byte(tt.to), 1)
+		_, err := DecodeMeasurement(p, "leeds-central-library", now)
+		if err == nil || Retryable(err) != tt.retry {
+			t.Errorf("%s -> %s: err %v, Retryable %v, want %v", tt.from, tt.to, err, Retryable(err), tt.retry)
+		}
 	}
 }
 

@@ -30,6 +30,9 @@ func (c *Config) problems() []*problem {
 		}
 	}
 	c.Broker.check(&k)
+	if c.Broker.Username != "" && c.Site != "" && c.Broker.Username != c.Site {
+		k.add("broker.username", c.Broker.Username, "must be the site id %q: brokers bind a site's client id and topics to its user name (leave it out)", c.Site)
+	}
 	k.number("outbox.max_messages", int64(c.Outbox.MaxMessages), 10, 10_000_000)
 
 	switch {

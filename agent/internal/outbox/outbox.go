@@ -17,10 +17,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
 	"strings"
 	"time"
 
-	_ "github.com/mattn/go-sqlite3" // the SQLite driver
+	"github.com/mattn/go-sqlite3"
 
 	"github.com/hubmon/hubmon/agent/wire"
 )
@@ -75,9 +76,33 @@ func Open(path, site string, maxRows int) (*Outbox, error) {
 	o := &Outbox{db: db, maxRows: int64(maxRows), siteID: site}
 	if err := o.init(); err != nil {
 		db.Close()
+		var se sqlite3.Error
+		if errors.As(err, &se) && (se.Code == sqlite3.ErrCorrupt || se.Code == sqlite3.ErrNotADB) || errors.Is(err, errIntegrity) {
+			err = fmt.Errorf("%w: %w", ErrCorrupt, err)
+		}
 		return nil, fmt.Errorf("open outbox %q: %w", path, err)
 	}
 	return o, nil
+}
+
+// ErrCorrupt is returned by Open when the file is damaged (an SD card's last
+// words): see Recover.
+var ErrCorrupt = errors.New("outbox is corrupt")
+
+var errIntegrity = errors.New("integrity check failed")
+
+// Recover moves a corrupt outbox (and its WAL) aside, keeping it for
+// inspection, and opens a new one. What was in it is lost; the caller logs
+// that loudly. It returns the name the old file was moved to.
+func Recover(path, site string, maxRows int, now time.Time) (*Outbox, string, error) {
+	aside := fmt.Sprintf("%s.corrupt-%s", path, now.UTC().Format("20060102T150405Z"))
+	for _, suffix := range []string{"", "-wal", "-shm"} {
+		if err := os.Rename(path+suffix, aside+suffix); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return nil, "", fmt.Errorf("move corrupt outbox aside: %w", err)
+		}
+	}
+	o, err := Open(path, site, maxRows)
+	return o, aside, err
 }
 
 func (o *Outbox) init() error {
@@ -90,7 +115,7 @@ func (o *Outbox) init() error {
 		return fmt.Errorf("integrity check: %w", err)
 	}
 	if res != "ok" {
-		return fmt.Errorf("integrity check: %s", res)
+		return fmt.Errorf("%w: %s", errIntegrity, res)
 	}
 	// The agent id is made once per outbox and kept: it is the agent's identity
 	// in every message. Hardware serials are not trusted (UNICEF Giga saw 689
@@ -119,6 +144,18 @@ func (o *Outbox) meta(ctx context.Context, key string) (string, error) {
 		return "", fmt.Errorf("read %s: %w", key, err)
 	}
 	return v, nil
+}
+
+// NextSession counts a new MQTT connection and returns its number (1, 2,
+// ...): the collector orders the agent's statuses by it, whatever the clock.
+func (o *Outbox) NextSession(ctx context.Context) (int64, error) {
+	var n int64
+	err := o.db.QueryRowContext(ctx, `INSERT INTO meta(key, value) VALUES ('session', 1)
+		ON CONFLICT(key) DO UPDATE SET value = CAST(value AS INTEGER) + 1 RETURNING CAST(value AS INTEGER)`).Scan(&n)
+	if err != nil {
+		return 0, fmt.Errorf("count session: %w", err)
+	}
+	return n, nil
 }
 
 // AgentID is this agent's persistent identity.
@@ -177,11 +214,13 @@ func (o *Outbox) Add(ctx context.Context, m *wire.Measurement) error {
 	return nil
 }
 
-// Pending returns up to limit entries, oldest first, skipping those for which
-// skip returns true (for example entries published recently and still
-// awaiting their ack). skip may be nil.
-func (o *Outbox) Pending(ctx context.Context, limit int, skip func(messageID string) bool) ([]Entry, error) {
-	rows, err := o.db.QueryContext(ctx, `SELECT seq, message_id, payload FROM outbox ORDER BY seq`)
+// Pending returns up to limit entries with a seq above after, oldest first,
+// skipping those for which skip returns true (for example entries published
+// recently and still awaiting their ack). skip may be nil. Callers walk the
+// outbox with after as a cursor, so entries that are never acknowledged
+// cannot keep newer ones from being sent.
+func (o *Outbox) Pending(ctx context.Context, after int64, limit int, skip func(messageID string) bool) ([]Entry, error) {
+	rows, err := o.db.QueryContext(ctx, `SELECT seq, message_id, payload FROM outbox WHERE seq > ? ORDER BY seq`, after)
 	if err != nil {
 		return nil, fmt.Errorf("read outbox: %w", err)
 	}

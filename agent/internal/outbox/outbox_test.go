@@ -3,6 +3,7 @@ package outbox
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -50,7 +51,7 @@ func TestAddPendingDelete(t *testing.T) {
 		}
 		ids = append(ids, m.MessageID)
 	}
-	got, err := o.Pending(ctx, 3, func(id string) bool { return id == ids[0] })
+	got, err := o.Pending(ctx, 0, 3, func(id string) bool { return id == ids[0] })
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -77,6 +78,29 @@ func TestAddPendingDelete(t *testing.T) {
 	}
 }
 
+func TestSessionsAndCursor(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "outbox.db")
+	o := open(t, path, 100)
+	for want := int64(1); want <= 3; want++ {
+		if n, err := o.NextSession(ctx); err != nil || n != want {
+			t.Fatalf("NextSession = %d, %v; want %d", n, err, want)
+		}
+	}
+	o.Close()
+	o = open(t, path, 100)
+	if n, _ := o.NextSession(ctx); n != 4 {
+		t.Fatalf("session after reopen = %d, want 4", n)
+	}
+	for i := range 5 {
+		o.Add(ctx, measurement(i))
+	}
+	got, _ := o.Pending(ctx, 3, 10, nil)
+	if len(got) != 2 || got[0].Seq != 4 {
+		t.Fatalf("Pending after 3 = %+v", got)
+	}
+}
+
 func TestBoundDropsOldestAndCounts(t *testing.T) {
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "outbox.db")
@@ -90,7 +114,7 @@ func TestBoundDropsOldestAndCounts(t *testing.T) {
 	if st.Backlog != 10 || st.DroppedTotal != 15 {
 		t.Fatalf("Stats = %+v, want backlog 10 dropped 15", st)
 	}
-	got, _ := o.Pending(ctx, 100, nil)
+	got, _ := o.Pending(ctx, 0, 100, nil)
 	if got[0].Seq != 16 || got[9].Seq != 25 {
 		t.Fatalf("kept seq %d..%d, want the newest 16..25", got[0].Seq, got[9].Seq)
 	}
@@ -115,8 +139,20 @@ func TestBoundDropsOldestAndCounts(t *testing.T) {
 func TestOpenRejectsGarbageFile(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "outbox.db")
 	os.WriteFile(path, []byte(strings.Repeat("not a database ", 500)), 0o600)
-	if _, err := Open(path, "x-site", 10); err == nil || !strings.Contains(err.Error(), path) {
-		t.Fatalf("Open(garbage) = %v, want an error naming the file", err)
+	_, err := Open(path, "x-site", 10)
+	if err == nil || !strings.Contains(err.Error(), path) || !errors.Is(err, ErrCorrupt) {
+		t.Fatalf("Open(garbage) = %v, want ErrCorrupt naming the file", err)
+	}
+	o, aside, err := Recover(path, "x-site", 10, time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer o.Close()
+	if b, _ := os.ReadFile(aside); !strings.HasPrefix(string(b), "not a database") {
+		t.Fatalf("corrupt file not kept at %s", aside)
+	}
+	if err := o.Add(context.Background(), measurement(1)); err != nil {
+		t.Fatalf("recovered outbox unusable: %v", err)
 	}
 }
 
@@ -162,7 +198,7 @@ func TestKilledWriterLosesNothing(t *testing.T) {
 			t.Fatalf("round %d: reopen after kill: %v", round, err)
 		}
 		have := map[string]bool{}
-		all, err := o.Pending(ctx, 1_000_000, nil)
+		all, err := o.Pending(ctx, 0, 1_000_000, nil)
 		if err != nil {
 			t.Fatal(err)
 		}

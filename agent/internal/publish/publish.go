@@ -21,6 +21,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"os"
+	"slices"
 	"sync"
 	"time"
 
@@ -50,8 +51,10 @@ type Options struct {
 	// AgentVersion, OS, Arch and Started describe this agent in its status.
 	AgentVersion, OS, Arch string
 	Started                time.Time
-	Logger                 *slog.Logger
-	Now                    func() time.Time
+	// Lost, if set, reports measurements that never reached the outbox.
+	Lost   func() int64
+	Logger *slog.Logger
+	Now    func() time.Time
 }
 
 // Publisher moves measurements from the outbox to the collector. Run it in
@@ -143,22 +146,44 @@ func waitToken(ctx context.Context, t mqtt.Token, d time.Duration, what string) 
 	}
 }
 
-func (p *Publisher) status(state string, connectedAt time.Time) []byte {
+func (p *Publisher) status(state string, session int64, connectedAt time.Time) []byte {
 	now := p.opts.Now().UTC()
 	st := wire.Status{
-		Version: wire.Version, Site: p.opts.Site, AgentID: p.opts.Outbox.AgentID(), State: state,
+		Version: wire.Version, Site: p.opts.Site, AgentID: p.opts.Outbox.AgentID(), State: state, Session: session,
 		ConnectedAt: connectedAt, SentAt: now, AgentVersion: p.opts.AgentVersion, OS: p.opts.OS, Arch: p.opts.Arch,
 		UptimeSeconds: max(0, now.Sub(p.opts.Started).Seconds()),
 	}
 	if s, err := p.opts.Outbox.Stats(context.Background()); err == nil {
 		st.OutboxBacklog, st.OutboxDroppedTotal = s.Backlog, s.DroppedTotal
 	}
+	if p.opts.Lost != nil {
+		st.MeasurementsLostTotal = p.opts.Lost()
+	}
 	b, _ := json.Marshal(st) // cannot fail: plain fields
 	return b
 }
 
+// subscribed checks a SUBACK: paho completes a refused subscription (code
+// 0x80, an ACL denial) with no error.
+func subscribed(t mqtt.Token) error {
+	st, ok := t.(*mqtt.SubscribeToken)
+	if !ok {
+		return nil
+	}
+	for topic, code := range st.Result() {
+		if code >= 0x80 {
+			return fmt.Errorf("the broker refused the subscription to %s (code %#x): check its ACL lets this site read its ack topic", topic, code)
+		}
+	}
+	return nil
+}
+
 func (p *Publisher) session(ctx context.Context) error {
 	o := p.opts
+	session, err := o.Outbox.NextSession(ctx)
+	if err != nil {
+		return err
+	}
 	connectedAt := o.Now().UTC()
 	statusTopic := wire.Topic(o.Site, wire.TopicStatus)
 	lost := make(chan error, 1)
@@ -177,7 +202,7 @@ func (p *Publisher) session(ctx context.Context) error {
 		SetWriteTimeout(o.ConnectTimeout).
 		SetKeepAlive(30*time.Second).
 		SetPingTimeout(10*time.Second).
-		SetBinaryWill(statusTopic, p.status(wire.StateOffline, connectedAt), 1, true).
+		SetBinaryWill(statusTopic, p.status(wire.StateOffline, session, connectedAt), 1, true).
 		SetConnectionLostHandler(func(_ mqtt.Client, err error) {
 			select {
 			case lost <- err:
@@ -189,48 +214,86 @@ func (p *Publisher) session(ctx context.Context) error {
 	}
 	c := mqtt.NewClient(co)
 	if err := waitToken(ctx, c.Connect(), o.ConnectTimeout+time.Second, "connect to "+o.BrokerURL); err != nil {
+		c.Disconnect(0) // a late CONNACK must not leave a session behind
 		return err
 	}
-	defer c.Disconnect(250)
+	defer func() {
+		// Stopping (SIGTERM), whatever we were waiting for: say so. A clean
+		// DISCONNECT makes the broker discard the Will.
+		if ctx.Err() != nil && c.IsConnectionOpen() {
+			t := c.Publish(statusTopic, 1, true, p.status(wire.StateOffline, session, connectedAt))
+			_ = waitToken(context.Background(), t, 2*time.Second, "publish offline status")
+		}
+		c.Disconnect(250)
+	}()
 
 	ackTopic := wire.Topic(o.Site, wire.TopicAck)
 	onAck := func(_ mqtt.Client, m mqtt.Message) {
 		a, err := wire.DecodeAck(m.Payload(), o.Site)
-		if err != nil {
+		if a == nil {
 			p.log.Warn("ignoring a malformed ack", "err", err)
 			return
+		}
+		if err != nil {
+			// keep what is usable: one bad id must not cost the others
+			p.log.Warn("ack has invalid entries; using the rest", "err", err)
+			a.Stored = slices.DeleteFunc(a.Stored, func(id string) bool { return !wire.ValidID(id) })
+			a.Rejected = slices.DeleteFunc(a.Rejected, func(r wire.Rejected) bool { return !wire.ValidID(r.MessageID) })
 		}
 		select {
 		case acks <- a:
 		case <-ctx.Done():
 		}
 	}
-	if err := waitToken(ctx, c.Subscribe(ackTopic, 1, onAck), o.ConnectTimeout, "subscribe to "+ackTopic); err != nil {
+	st := c.Subscribe(ackTopic, 1, onAck)
+	if err := waitToken(ctx, st, o.ConnectTimeout, "subscribe to "+ackTopic); err != nil {
 		return err
 	}
-	if err := waitToken(ctx, c.Publish(statusTopic, 1, true, p.status(wire.StateOnline, connectedAt)), o.ConnectTimeout, "publish status"); err != nil {
+	if err := subscribed(st); err != nil {
+		return err
+	}
+	if err := waitToken(ctx, c.Publish(statusTopic, 1, true, p.status(wire.StateOnline, session, connectedAt)), o.ConnectTimeout, "publish status"); err != nil {
 		return err
 	}
 	p.setConnected(true)
-	p.log.Info("connected to broker", "broker", o.BrokerURL)
+	p.log.Info("connected to broker", "broker", o.BrokerURL, "session", session)
 
-	inflight := map[string]time.Time{} // message id -> when published in this session
+	// inflight: message id -> when published in this session. cursor walks
+	// the outbox, so entries that are never acknowledged (a collector that
+	// refuses their schema version, say) cannot starve newer ones.
+	inflight := map[string]time.Time{}
+	var cursor int64
+	// ackWait doubles while the collector acknowledges nothing (it is down
+	// behind Mosquitto): re-sending a backlog every minute would fill a
+	// capped line and the broker's queue with copies.
+	ackWait := o.AckTimeout
+	lastAck := time.Now()
 	statusTick := time.NewTicker(o.StatusInterval)
 	defer statusTick.Stop()
 	retry := time.NewTicker(max(o.AckTimeout/4, 100*time.Millisecond))
 	defer retry.Stop()
 	measurementTopic := wire.Topic(o.Site, wire.TopicMeasurement)
+	onAcked := func(a *wire.Ack) {
+		p.handleAck(ctx, a, inflight)
+		lastAck, ackWait = time.Now(), o.AckTimeout
+	}
 
 	for {
-		// publish what is due, within the window
 		now := time.Now()
+		expired := false
 		for id, at := range inflight {
-			if now.Sub(at) >= o.AckTimeout {
+			if now.Sub(at) >= ackWait {
 				delete(inflight, id) // due again
+				expired = true
 			}
 		}
+		if expired && now.Sub(lastAck) >= ackWait {
+			ackWait = min(ackWait*2, 32*o.AckTimeout)
+			p.log.Warn("no acknowledgement from the collector; re-sending less often", "next_wait_seconds", ackWait.Seconds(), "in_flight", len(inflight))
+		}
 		if room := o.Window - len(inflight); room > 0 {
-			entries, err := o.Outbox.Pending(ctx, min(room, 100), func(id string) bool { _, ok := inflight[id]; return ok })
+			limit := min(room, 100)
+			entries, err := o.Outbox.Pending(ctx, cursor, limit, func(id string) bool { _, ok := inflight[id]; return ok })
 			if err != nil {
 				return err
 			}
@@ -243,38 +306,39 @@ func (p *Publisher) session(ctx context.Context) error {
 					return err
 				}
 				inflight[entries[i].MessageID] = time.Now()
+				cursor = entries[i].Seq
 			}
-			if len(entries) == min(room, 100) && len(entries) > 0 {
+			if len(entries) < limit {
+				cursor = 0 // reached the end: next time start from the oldest again
+			}
+			if len(entries) == limit {
 				// more may be waiting: take acks that arrived, then go on
-				p.drainAcks(ctx, acks, inflight)
+				p.drainAcks(acks, onAcked)
 				continue
 			}
 		}
 		select {
 		case <-ctx.Done():
-			// say goodbye: a clean disconnect does not fire the Will
-			t := c.Publish(statusTopic, 1, true, p.status(wire.StateOffline, connectedAt))
-			_ = waitToken(context.Background(), t, 2*time.Second, "publish offline status")
-			return nil
+			return nil // the deferred function says goodbye
 		case err := <-lost:
 			return fmt.Errorf("connection lost: %w", err)
 		case a := <-acks:
-			p.handleAck(ctx, a, inflight)
+			onAcked(a)
 		case <-p.wake:
 		case <-retry.C:
 		case <-statusTick.C:
-			if err := waitToken(ctx, c.Publish(statusTopic, 1, true, p.status(wire.StateOnline, connectedAt)), o.ConnectTimeout, "publish status"); err != nil {
+			if err := waitToken(ctx, c.Publish(statusTopic, 1, true, p.status(wire.StateOnline, session, connectedAt)), o.ConnectTimeout, "publish status"); err != nil {
 				return err
 			}
 		}
 	}
 }
 
-func (p *Publisher) drainAcks(ctx context.Context, acks chan *wire.Ack, inflight map[string]time.Time) {
+func (p *Publisher) drainAcks(acks chan *wire.Ack, onAcked func(*wire.Ack)) {
 	for {
 		select {
 		case a := <-acks:
-			p.handleAck(ctx, a, inflight)
+			onAcked(a)
 		default:
 			return
 		}

@@ -171,8 +171,8 @@ func Start(opts Options) (*Broker, error) {
 		path:    opts.PasswordFile,
 		ctx:     ctx,
 		cancel:  cancel,
-		ln:      newListener(ln, opts.Logger),
 	}
+	b.ln = newListener(ln, opts.Logger, b.disconnectAll)
 	b.users.Store(users)
 	b.server = mqtt.New(&mqtt.Options{
 		Capabilities:           caps,
@@ -273,6 +273,15 @@ func (b *Broker) Close() error {
 	return b.closeErr
 }
 
+// disconnectAll disconnects every registered network client.
+func (b *Broker) disconnectAll() {
+	for _, cl := range b.server.Clients.GetAll() {
+		if !cl.Net.Inline && !cl.Closed() {
+			b.kick(cl, packets.ErrServerShuttingDown)
+		}
+	}
+}
+
 // kick disconnects cl: MQTT 5 clients get a DISCONNECT with code, older
 // clients (where a server-sent DISCONNECT does not exist) lose the connection.
 func (b *Broker) kick(cl *mqtt.Client, code packets.Code) {
@@ -291,6 +300,10 @@ func (b *Broker) kick(cl *mqtt.Client, code packets.Code) {
 type listener struct {
 	ln  net.Listener
 	log *slog.Logger
+	// disconnectAll replaces mochi's CloseFn, which can deadlock: in 2.7.9
+	// Clients.GetByListener takes the clients' read lock twice, and a client
+	// leaving at that moment (a writer) blocks both.
+	disconnectAll func()
 
 	mu     sync.Mutex
 	conns  map[net.Conn]struct{}
@@ -301,8 +314,8 @@ type listener struct {
 
 var _ listeners.Listener = (*listener)(nil)
 
-func newListener(ln net.Listener, log *slog.Logger) *listener {
-	return &listener{ln: ln, log: log, conns: map[net.Conn]struct{}{}}
+func newListener(ln net.Listener, log *slog.Logger, disconnectAll func()) *listener {
+	return &listener{ln: ln, log: log, disconnectAll: disconnectAll, conns: map[net.Conn]struct{}{}}
 }
 
 func (l *listener) ID() string                { return "hubmon-tcp" }
@@ -376,7 +389,7 @@ func (l *listener) handle(conn net.Conn, establish listeners.EstablishFn) {
 	}
 }
 
-func (l *listener) Close(closeClients listeners.CloseFn) {
+func (l *listener) Close(_ listeners.CloseFn) {
 	l.mu.Lock()
 	if l.closed {
 		l.mu.Unlock()
@@ -386,7 +399,7 @@ func (l *listener) Close(closeClients listeners.CloseFn) {
 	l.mu.Unlock()
 
 	_ = l.ln.Close()
-	closeClients(l.ID()) // DISCONNECT to MQTT 5 clients, stop the registered ones
+	l.disconnectAll()
 	l.mu.Lock()
 	for c := range l.conns {
 		_ = c.Close()

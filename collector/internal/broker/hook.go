@@ -99,6 +99,12 @@ func (h *hook) OnConnectAuthenticate(cl *mqtt.Client, pk packets.Packet) bool {
 	// mochi sends a delayed will (MQTT 5) from its event loop, without
 	// OnWillSent if the session is gone: send every will at once instead.
 	cl.Properties.Will.WillDelayInterval = 0
+	// mochi 2.7.9 can deadlock when it holds QoS messages back for an MQTT 5
+	// client's Receive Maximum (Inflight.NextImmediate takes its read lock
+	// twice; a writer in between blocks both). Without a send quota it sends
+	// at once, as it does to MQTT 3 clients; MaximumInflight still bounds them.
+	cl.Properties.Props.ReceiveMaximum = 0
+	cl.State.Inflight.ResetSendQuota(0)
 	return true
 }
 

@@ -131,3 +131,33 @@ func TestProtocolVersions(t *testing.T) {
 		})
 	}
 }
+
+// TestReaderWithMosquittoSub reads with the real mosquitto_sub, as operators do.
+func TestReaderWithMosquittoSub(t *testing.T) {
+	bin, err := exec.LookPath("mosquitto_sub")
+	if err != nil {
+		t.Skip("mosquitto_sub not installed")
+	}
+	for _, version := range []string{"mqttv311", "mqttv5"} {
+		t.Run(version, func(t *testing.T) {
+			e := newEnv(t)
+			agent := mustDial(t, e.b.Addr(), "site-a", "pass-a")
+			tok := agent.Publish("hubmon/v1/site-a/status", 1, true, "online")
+			waitToken(t, tok)
+			if err := tok.Error(); err != nil {
+				t.Fatal(err)
+			}
+			host, port, _ := net.SplitHostPort(e.b.Addr().String())
+			ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
+			defer cancel()
+			out, err := exec.CommandContext(ctx, bin, "-h", host, "-p", port, "-V", version,
+				"-u", testReader, "-P", "pass-ops", "-t", "hubmon/v1/#", "-q", "1", "-C", "1", "-v").CombinedOutput()
+			if err != nil {
+				t.Fatalf("mosquitto_sub: %v\n%s", err, out)
+			}
+			if got, want := string(out), "hubmon/v1/site-a/status online\n"; got != want {
+				t.Fatalf("mosquitto_sub printed %q, want %q", got, want)
+			}
+		})
+	}
+}

@@ -112,7 +112,7 @@ type EmbeddedBroker struct {
 	Readers []string `yaml:"readers"`
 	// MaxPacketBytes is the largest MQTT packet accepted. Default 70000, a
 	// little above the largest message of the schema (wire.MaxPayloadBytes,
-	// 65536); 1024 to 1048576.
+	// 65536); 66560 (a largest message and its headers) to 1048576.
 	MaxPacketBytes int `yaml:"max_packet_bytes"`
 }
 

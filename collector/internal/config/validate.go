@@ -2,6 +2,7 @@ package config
 
 import (
 	"fmt"
+	"github.com/hubmon/hubmon/agent/wire"
 	"net"
 	"os"
 	"time"
@@ -45,7 +46,7 @@ func (c *Config) problems() []*problem {
 				seen[r] = i
 			}
 		}
-		k.number("embedded_broker.max_packet_bytes", int64(b.MaxPacketBytes), 1024, 1<<20)
+		k.number("embedded_broker.max_packet_bytes", int64(b.MaxPacketBytes), wire.MaxPayloadBytes+1024, 1<<20)
 	} else {
 		m := &c.MQTT
 		scheme := ""

@@ -65,8 +65,9 @@ type Ingester struct {
 	log        *slog.Logger
 	reqs       chan *request
 	acks       chan ackItem
-	mu         sync.RWMutex // guards closed and acksClosed against sends on closed channels
-	closed     bool
+	closeOnce  sync.Once
+	closing    chan struct{} // closed by Close: no new messages
+	mu         sync.RWMutex  // guards acksClosed against sends on a closed acks channel
 	acksClosed bool
 	batchDone  chan struct{}
 	ackDone    chan struct{}
@@ -97,6 +98,7 @@ func New(opts Options) *Ingester {
 		reqs:      make(chan *request, 4096),
 		acks:      make(chan ackItem, 65536),
 		logged:    map[string]time.Time{},
+		closing:   make(chan struct{}),
 		batchDone: make(chan struct{}),
 		ackDone:   make(chan struct{}),
 	}
@@ -112,13 +114,19 @@ func (in *Ingester) SetPublisher(p Publisher) {
 	in.publish = p
 }
 
-// LoadState fills the metrics from the history, after a restart.
-func (in *Ingester) LoadState(ctx context.Context) error {
+// LoadState fills the metrics from the history, after a restart. With
+// assumeOffline (the embedded broker, which starts with no sessions), every
+// agent shows offline until it connects again: a hub that died while the
+// collector was down must not read online for ever.
+func (in *Ingester) LoadState(ctx context.Context, assumeOffline bool) error {
 	agents, err := in.opts.Store.Agents(ctx)
 	if err != nil {
 		return err
 	}
 	for _, a := range agents {
+		if assumeOffline {
+			a.State = wire.StateOffline
+		}
 		in.opts.Fleet.ObserveAgent(a)
 	}
 	rows, err := in.opts.Store.Recent(ctx, 50)
@@ -143,9 +151,10 @@ func (in *Ingester) Handle(ctx context.Context, site, kind string, payload []byt
 		m, err := wire.DecodeMeasurement(payload, site, now)
 		if err != nil {
 			in.reject(site, kind, err)
-			// Tell the agent to drop what no collector of this version will
-			// ever accept; keep what a newer collector could (version).
-			if m != nil && wire.Reason(err) != "version" && m.Site == site && m.MessageID != "" && len(m.MessageID) <= 64 {
+			// Tell the agent to drop only what can never be accepted. What may
+			// clear by itself (a clock that is wrong now, a kind or version a
+			// newer collector takes) stays in its outbox and comes again.
+			if m != nil && !wire.Retryable(err) && m.Site == site && wire.ValidID(m.MessageID) {
 				in.queueAck(ackItem{site: site, id: m.MessageID, rejected: firstLine(err)})
 			}
 			return nil
@@ -204,21 +213,24 @@ func kindLabel(kind string) string {
 
 func (in *Ingester) submit(ctx context.Context, it store.Item) (store.Outcome, error) {
 	r := &request{item: it, done: make(chan result, 1)}
-	in.mu.RLock()
-	if in.closed {
-		in.mu.RUnlock()
-		return 0, ErrClosed
-	}
 	select {
 	case in.reqs <- r:
+	case <-in.closing:
+		return 0, ErrClosed
 	case <-ctx.Done():
-		in.mu.RUnlock()
 		return 0, ctx.Err()
 	}
-	in.mu.RUnlock()
 	select {
 	case res := <-r.done:
 		return res.outcome, res.err
+	case <-in.batchDone:
+		// closed after we queued: the batcher may have taken it or not
+		select {
+		case res := <-r.done:
+			return res.outcome, res.err
+		default:
+			return 0, ErrClosed
+		}
 	case <-ctx.Done():
 		// it may still be committed; a re-send is then a harmless duplicate
 		return 0, ctx.Err()
@@ -228,15 +240,34 @@ func (in *Ingester) submit(ctx context.Context, it store.Item) (store.Outcome, e
 func (in *Ingester) batcher() {
 	defer close(in.batchDone)
 	batch := make([]*request, 0, in.opts.MaxBatch)
-	for first := range in.reqs {
+	for {
+		var first *request
+		select {
+		case first = <-in.reqs:
+		case <-in.closing:
+			// commit what was queued before Close, then stop
+			for {
+				batch = batch[:0]
+				for len(batch) < in.opts.MaxBatch {
+					select {
+					case r := <-in.reqs:
+						batch = append(batch, r)
+						continue
+					default:
+					}
+					break
+				}
+				if len(batch) == 0 {
+					return
+				}
+				in.commit(batch)
+			}
+		}
 		batch = append(batch[:0], first)
 	gather:
 		for len(batch) < in.opts.MaxBatch {
 			select {
-			case r, ok := <-in.reqs:
-				if !ok {
-					break gather
-				}
+			case r := <-in.reqs:
 				batch = append(batch, r)
 			default:
 				break gather
@@ -377,18 +408,13 @@ func (in *Ingester) sendAck(site string, a *wire.Ack) {
 // Close stops accepting messages, commits those already submitted, publishes
 // the acks gathered so far and returns. Close the inputs first, the store after.
 func (in *Ingester) Close() {
-	in.mu.Lock()
-	if in.closed {
+	in.closeOnce.Do(func() {
+		close(in.closing)
+		<-in.batchDone // the batcher commits everything already queued
+		in.mu.Lock()
+		in.acksClosed = true
+		close(in.acks)
 		in.mu.Unlock()
-		return
-	}
-	in.closed = true
-	close(in.reqs)
-	in.mu.Unlock()
-	<-in.batchDone // the batcher commits everything already submitted
-	in.mu.Lock()
-	in.acksClosed = true
-	close(in.acks)
-	in.mu.Unlock()
-	<-in.ackDone
+		<-in.ackDone
+	})
 }

@@ -143,16 +143,27 @@ func TestHandleRejects(t *testing.T) {
 		t.Fatalf("stored %d rejected rows", n)
 	}
 	for reason, want := range map[string]float64{"future": 1, "version": 1, "site_mismatch": 1, "malformed": 1, "bad_topic": 1} {
+		_ = reason
 		if got := testutil.ToFloat64(f.health.Rejected.WithLabelValues(reason)); got != want {
 			t.Errorf("rejected{reason=%q} = %v, want %v", reason, got, want)
 		}
 	}
-	// only the future one is rejected back to the agent: a newer collector
-	// could take version 2, and the mismatched one is not this site's to drop
+	// none of these is rejected back to the agent for good: the future one
+	// may be the collector's clock, a newer collector takes version 2, the
+	// mismatched one is not this site's to drop
+	negative := []byte(strings.Replace(string(p), "34200000", "-1", 1))
+	badID := []byte(strings.Replace(string(p), "Z3Q6B7Y4M2KD5WXAJ7H2N4PQRS", "not an id!", 1))
+	for _, pl := range [][]byte{negative, badID} {
+		if err := f.in.Handle(ctx, site, wire.TopicMeasurement, pl); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// the negative speed is permanent: rejected back, so the agent drops it;
+	// the bad id cannot be named in an ack (it would spoil the whole ack)
 	waitFor(t, "a reject ack", func() bool { _, r := f.acks.all(); return len(r) > 0 })
 	time.Sleep(50 * time.Millisecond) // let any wrong extra ack arrive
 	_, rej := f.acks.all()
-	if len(rej) != 1 || !strings.Contains(rej[0].Reason, "measured_at") {
+	if len(rej) != 1 || rej[0].MessageID != "Z3Q6B7Y4M2KD5WXAJ7H2N4PQRS" || !strings.Contains(rej[0].Reason, "download_bits_per_second") {
 		t.Fatalf("rejected acks %+v", rej)
 	}
 }

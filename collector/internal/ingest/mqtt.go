@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	mqtt "github.com/eclipse/paho.mqtt.golang"
@@ -34,13 +35,14 @@ type SubscriberOptions struct {
 // production) through a persistent session, and acknowledges each message to
 // the broker only after Handler has committed it.
 type Subscriber struct {
-	opts    SubscriberOptions
-	client  mqtt.Client
-	ctx     context.Context
-	cancel  context.CancelFunc
-	mu      sync.RWMutex // guards closing against wg.Add after Close started waiting
-	closing bool
-	wg      sync.WaitGroup
+	opts       SubscriberOptions
+	client     mqtt.Client
+	ctx        context.Context
+	cancel     context.CancelFunc
+	subscribed atomic.Bool
+	mu         sync.RWMutex // guards closing against wg.Add after Close started waiting
+	closing    bool
+	wg         sync.WaitGroup
 }
 
 // Topics the collector subscribes to.
@@ -65,7 +67,7 @@ func Subscribe(opts SubscriberOptions) (*Subscriber, error) {
 		SetPassword(opts.Password).
 		SetCleanSession(false). // the broker queues for us while we are down
 		SetAutoReconnect(true).
-		SetConnectRetry(true).
+		SetConnectRetry(false). // the first attempt reports the real reason (a wrong password, say)
 		SetMaxReconnectInterval(30 * time.Second).
 		SetConnectTimeout(opts.ConnectTimeout).
 		SetWriteTimeout(opts.ConnectTimeout).
@@ -75,12 +77,25 @@ func Subscribe(opts SubscriberOptions) (*Subscriber, error) {
 		SetDefaultPublishHandler(s.onMessage). // before Connect: queued messages arrive before Subscribe
 		SetOnConnectHandler(func(c mqtt.Client) {
 			// subscribe on every connect: the session may be new
+			s.subscribed.Store(false)
 			t := c.SubscribeMultiple(subscriptions, s.onMessage)
 			go func() { // not in the handler: paho's callbacks must not block on tokens
 				if !t.WaitTimeout(opts.ConnectTimeout) || t.Error() != nil {
 					log.Error("subscribe failed", "broker", opts.URL, "err", t.Error())
 					return
 				}
+				// paho completes a refused subscription (0x80) with no error
+				for topic, code := range t.(*mqtt.SubscribeToken).Result() {
+					if code >= 0x80 {
+						err := fmt.Errorf("the broker refused the subscription to %s (code %#x): check its ACL lets %q read hubmon/v1/+/measurement and status", topic, code, opts.Username)
+						if opts.Fatal != nil {
+							opts.Fatal(err)
+						}
+						log.Error("subscription refused", "err", err)
+						return
+					}
+				}
+				s.subscribed.Store(true)
 				log.Info("connected to broker and subscribed", "broker", opts.URL)
 			}()
 		}).
@@ -151,8 +166,8 @@ func (s *Subscriber) Publish(topic string, payload []byte) error {
 	return nil
 }
 
-// Connected reports whether the broker connection is up.
-func (s *Subscriber) Connected() bool { return s.client.IsConnectionOpen() }
+// Connected reports whether the broker connection is up and subscribed.
+func (s *Subscriber) Connected() bool { return s.client.IsConnectionOpen() && s.subscribed.Load() }
 
 // Close stops taking messages: handlers still running finish (their
 // messages are committed and acknowledged); messages arriving now are left

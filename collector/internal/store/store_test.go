@@ -63,8 +63,8 @@ func TestCommitStoresOnce(t *testing.T) {
 	}
 }
 
-func status(state string, conn, sent time.Time) *wire.Status {
-	return &wire.Status{Version: 1, Site: "leeds-1", AgentID: "AGENT0001", State: state, ConnectedAt: conn, SentAt: sent, AgentVersion: "v", OS: "linux", Arch: "arm64"}
+func status(state string, session int64, conn, sent time.Time) *wire.Status {
+	return &wire.Status{Version: 1, Site: "leeds-1", AgentID: "AGENT0001", State: state, Session: session, ConnectedAt: conn, SentAt: sent, AgentVersion: "v", OS: "linux", Arch: "arm64"}
 }
 
 func TestStatusOrdering(t *testing.T) {
@@ -76,13 +76,19 @@ func TestStatusOrdering(t *testing.T) {
 		want      Outcome
 		wantState string
 	}{
-		{status("online", c1, c1), Stored, "online"},
-		{status("online", c1, c1.Add(time.Minute)), Stored, "online"},
-		{status("online", c1, c1.Add(30*time.Second)), Stale, "online"}, // out of order
-		{status("offline", c1, c1), Stored, "offline"},                  // the will: final for c1
-		{status("online", c1, c1.Add(2*time.Minute)), Stale, "offline"}, // late periodic from c1
-		{status("online", c2, c2), Stored, "online"},                    // reconnected
-		{status("offline", c1, c1), Stale, "online"},                    // a late will of c1
+		{status("online", 1, c1, c1), Stored, "online"},
+		{status("online", 1, c1, c1.Add(time.Minute)), Stored, "online"},
+		{status("online", 1, c1, c1.Add(30*time.Second)), Stale, "online"}, // out of order
+		{status("offline", 1, c1, c1), Stored, "offline"},                  // the will: final for session 1
+		{status("online", 1, c1, c1.Add(2*time.Minute)), Stale, "offline"}, // late periodic from session 1
+		{status("online", 2, c2, c2), Stored, "online"},                    // reconnected
+		{status("offline", 1, c1, c1), Stale, "online"},                    // a late will of session 1
+		{status("online", 3, c1.Add(-time.Hour), c1), Stored, "online"},    // clock stepped back: session decides
+		{func() *wire.Status { // a replaced Pi (new agent id, session 1)
+			st := status("online", 1, c2.Add(time.Hour), c2.Add(time.Hour))
+			st.AgentID = "AGENT0002"
+			return st
+		}(), Stored, "online"},
 	}
 	for i, st := range steps {
 		out, err := s.Commit(ctx, []Item{{Status: st.st, ReceivedAt: t0.Add(time.Duration(i) * time.Second)}})
@@ -96,6 +102,21 @@ func TestStatusOrdering(t *testing.T) {
 		if !agents[0].LastSeenAt.Equal(t0.Add(time.Duration(i) * time.Second)) {
 			t.Fatalf("step %d: last seen %v", i, agents[0].LastSeenAt)
 		}
+	}
+}
+
+func TestMessageIDIsPerSite(t *testing.T) {
+	s := openStore(t)
+	ctx := context.Background()
+	a := meas("MSG000001", 1, t0, nil)
+	b := meas("MSG000001", 1, t0, nil)
+	b.Site = "bradford-1"
+	out, err := s.Commit(ctx, []Item{{Measurement: a, Payload: []byte(`{}`)}, {Measurement: b, Payload: []byte(`{}`)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out[0] != Stored || out[1] != Stored {
+		t.Fatalf("another site's id made a message a duplicate: %v", out)
 	}
 }
 
