@@ -339,37 +339,31 @@ func startMosquitto(tb testing.TB, passwdFile string) *mosquitto {
 	}
 	dir := tb.TempDir()
 	m := &mosquitto{port: freePort(tb), conf: filepath.Join(dir, "mosquitto.conf"), bin: bin}
-	acl := filepath.Join(dir, "acl")
-	writeFile(tb, acl, `user hubmon-collector
-topic read hubmon/v1/+/measurement
-topic read hubmon/v1/+/status
-topic write hubmon/v1/+/ack
-
-pattern write hubmon/v1/%u/measurement
-pattern write hubmon/v1/%u/status
-pattern read hubmon/v1/%u/ack
-`)
-	// as root, Mosquitto switches to the user named here (default
+	// the shipped configuration, with this test's port and paths
+	conf, err := os.ReadFile("../deploy/mosquitto/hubmon.conf")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	// as root, Mosquitto switches to the user named in "user" (default
 	// "mosquitto"), which could not read the test's private files
 	me, err := user.Current()
 	if err != nil {
 		tb.Fatal(err)
 	}
-	writeFile(tb, m.conf, fmt.Sprintf(`user %s
-listener %d 127.0.0.1
-allow_anonymous false
-password_file %s
-acl_file %s
-use_username_as_clientid true
-max_packet_size 70000
-persistence true
-persistence_location %s/
-autosave_interval 1
-max_queued_messages 100000
-log_type error
-log_type warning
-log_type notice
-`, me.Username, m.port, passwdFile, acl, dir))
+	abs, _ := filepath.Abs("../deploy/mosquitto/hubmon.acl")
+	text := strings.NewReplacer(
+		"listener 1883 127.0.0.1", fmt.Sprintf("listener %d 127.0.0.1\nuser %s", m.port, me.Username),
+		"/etc/mosquitto/hubmon.passwd", passwdFile,
+		"/etc/mosquitto/hubmon.acl", abs,
+		"/var/lib/mosquitto/", dir+"/",
+		"autosave_interval 10", "autosave_interval 1",
+	).Replace(string(conf))
+	for _, want := range []string{passwdFile, abs, dir + "/", fmt.Sprint(m.port)} {
+		if !strings.Contains(text, want) {
+			tb.Fatalf("deploy/mosquitto/hubmon.conf changed: could not set %q", want)
+		}
+	}
+	writeFile(tb, m.conf, text+"log_type error\nlog_type warning\nlog_type notice\n")
 	m.start(tb)
 	return m
 }
