@@ -272,7 +272,9 @@ func collect(ctx context.Context, cfg *config.Config, log *slog.Logger) (err err
 }
 
 func startSpeedServer(cfg *config.Config, reg prometheus.Registerer, log *slog.Logger) (*speedserver.Server, error) {
-	ss := speedserver.New(speedserver.Options{Logger: log.With("component", "speedserver"), MaxUploadBytes: cfg.SpeedtestServer.MaxUploadBytes})
+	ss := speedserver.New(speedserver.Options{Logger: log.With("component", "speedserver"),
+		MaxUploadBytes: cfg.SpeedtestServer.MaxUploadBytes, MaxConnections: cfg.SpeedtestServer.MaxConnections,
+		Token: cfg.SpeedtestServer.Token})
 	ln, err := net.Listen("tcp", cfg.SpeedtestServer.Listen)
 	if err != nil {
 		return nil, fmt.Errorf("speedtest server: %w", err)
@@ -290,7 +292,10 @@ func startSpeedServer(cfg *config.Config, reg prometheus.Registerer, log *slog.L
 	reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
 		Name: "hubmon_collector_speedtest_server_received_bytes_total", Help: "Bytes the built-in speed-test server received from agents.",
 	}, func() float64 { return float64(ss.BytesReceived()) }))
-	log.Info("speed-test server listening", "addr", ln.Addr().String())
+	reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Name: "hubmon_collector_speedtest_server_refused_connections_total", Help: "Connections to the speed-test server closed because max_connections were open.",
+	}, func() float64 { return float64(ss.Refused()) }))
+	log.Info("speed-test server listening", "addr", ln.Addr().String(), "token_required", cfg.SpeedtestServer.Token != "")
 	return ss, nil
 }
 

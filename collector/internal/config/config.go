@@ -127,6 +127,13 @@ type SpeedtestServer struct {
 	// MaxUploadBytes bounds the body of one upload request. Default
 	// 67108864 (64 MiB); 1048576 (1 MiB) to 1073741824 (1 GiB).
 	MaxUploadBytes int64 `yaml:"max_upload_bytes"`
+	// MaxConnections bounds open connections; more are closed at once.
+	// Default 64 (16 agents testing at once with 4 connections); 1 to 4096.
+	MaxConnections int `yaml:"max_connections"`
+	// Token, if set, must be on every HTTP request as ?token=... (put it on
+	// the agents' speedtest.server_url): a server reachable from the
+	// internet then serves only the council's agents. Default none.
+	Token string `yaml:"token"`
 }
 
 // Defaults returns the configuration a file starts from. It has no
@@ -150,6 +157,7 @@ func Defaults() *Config {
 		},
 		SpeedtestServer: SpeedtestServer{
 			Listen:         ":8080",
+			MaxConnections: 64,
 			MaxUploadBytes: 64 << 20,
 		},
 	}

@@ -62,6 +62,7 @@ func (c *Config) problems() []*problem {
 		k.listen("speedtest_server.listen", s.Listen)
 		listeners = append(listeners, listener{"speedtest_server.listen", s.Listen})
 		k.number("speedtest_server.max_upload_bytes", s.MaxUploadBytes, 1<<20, 1<<30)
+		k.number("speedtest_server.max_connections", int64(s.MaxConnections), 1, 4096)
 	}
 
 	for i, a := range listeners {

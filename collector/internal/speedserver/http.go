@@ -1,6 +1,7 @@
 package speedserver
 
 import (
+	"crypto/subtle"
 	"errors"
 	"io"
 	"net/http"
@@ -15,6 +16,10 @@ import (
 func (s *Server) handler() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Cache-Control", "no-store")
+		if s.token != "" && subtle.ConstantTimeCompare([]byte(r.URL.Query().Get("token")), []byte(s.token)) != 1 {
+			http.Error(w, "forbidden: this speed-test server needs ?token=", http.StatusForbidden)
+			return
+		}
 		switch p := r.URL.Path; {
 		case p == "/speedtest/latency.txt":
 			if !allow(w, r, http.MethodGet, http.MethodHead) {

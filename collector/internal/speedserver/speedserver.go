@@ -34,6 +34,13 @@ type Options struct {
 	// enough for ~10 s at 20 Mbit/s per connection; the client reads until its
 	// capture time ends and closes).
 	DownloadBytes int64
+	// MaxConnections bounds open TCP connections (default 64: 16 agents
+	// testing at once with 4 connections); more are closed at once, so a
+	// flood cannot take the collector's memory or uplink.
+	MaxConnections int
+	// Token, if set, must be on every HTTP request as ?token=...: a server
+	// reachable from the internet then serves only the council's agents.
+	Token string
 }
 
 // Defaults and limits. Clients send uploads of about 1 MB and read downloads
@@ -59,6 +66,9 @@ type Server struct {
 	log            *slog.Logger
 	maxUploadBytes int64
 	downloadBytes  int64
+	maxConns       int
+	token          string
+	refused        atomic.Int64
 	random         []byte // written repeatedly by downloads; never modified after New
 
 	sent     atomic.Int64
@@ -85,6 +95,8 @@ func New(opts Options) *Server {
 		log:            opts.Logger,
 		maxUploadBytes: opts.MaxUploadBytes,
 		downloadBytes:  opts.DownloadBytes,
+		maxConns:       opts.MaxConnections,
+		token:          opts.Token,
 		listeners:      make(map[net.Listener]struct{}),
 		packets:        make(map[net.PacketConn]struct{}),
 		conns:          make(map[net.Conn]struct{}),
@@ -97,6 +109,9 @@ func New(opts Options) *Server {
 	}
 	if s.downloadBytes <= 0 {
 		s.downloadBytes = defaultDownloadBytes
+	}
+	if s.maxConns <= 0 {
+		s.maxConns = 64
 	}
 	s.random = make([]byte, min(randomBufferBytes, s.downloadBytes))
 	_, _ = rand.Read(s.random) // crypto/rand.Read never fails (Go 1.24+)
@@ -113,6 +128,9 @@ func New(opts Options) *Server {
 	}
 	return s
 }
+
+// Refused is the number of connections closed because MaxConnections were open.
+func (s *Server) Refused() int64 { return s.refused.Load() }
 
 // BytesSent is the number of download body bytes written to clients so far.
 func (s *Server) BytesSent() int64 { return s.sent.Load() }
@@ -156,6 +174,14 @@ func (s *Server) Serve(ln net.Listener) error {
 			continue
 		}
 		backoff = 0
+		s.mu.Lock()
+		full := len(s.conns) >= s.maxConns
+		s.mu.Unlock()
+		if full {
+			s.refused.Add(1)
+			_ = c.Close()
+			continue
+		}
 		if !track(s, s.conns, c) {
 			_ = c.Close()
 			return nil

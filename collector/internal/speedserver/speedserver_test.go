@@ -484,3 +484,55 @@ func BenchmarkDownload(b *testing.B) {
 		_ = resp.Body.Close()
 	}
 }
+
+func TestTokenAndConnectionLimit(t *testing.T) {
+	s := New(Options{Token: "s3cret", MaxConnections: 2})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go s.Serve(ln)
+	defer s.Close()
+	base := "http://" + ln.Addr().String() + "/speedtest/latency.txt"
+	client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+	for _, tt := range []struct {
+		query string
+		code  int
+	}{{"", 403}, {"?token=wrong", 403}, {"?token=s3cret", 200}} {
+		resp, err := client.Get(base + tt.query)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != tt.code {
+			t.Errorf("GET %s = %d, want %d", tt.query, resp.StatusCode, tt.code)
+		}
+	}
+	// two idle connections fill the server; a third is closed at once
+	var held []net.Conn
+	for range 2 {
+		c, err := net.Dial("tcp", ln.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		held = append(held, c)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		c, err := net.Dial("tcp", ln.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.SetReadDeadline(time.Now().Add(time.Second))
+		_, rerr := c.Read(make([]byte, 1))
+		c.Close()
+		if rerr == io.EOF && s.Refused() > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("third connection not refused (refused=%d, read err %v)", s.Refused(), rerr)
+		}
+	}
+	_ = held
+}
