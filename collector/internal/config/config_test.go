@@ -106,7 +106,7 @@ func TestLoadFull(t *testing.T) {
 			Readers:        []string{"ops"},
 			MaxPacketBytes: 70000,
 		},
-		SpeedtestServer: SpeedtestServer{Enabled: true, Listen: ":8080", MaxUploadBytes: 64 << 20},
+		SpeedtestServer: SpeedtestServer{Enabled: true, Listen: ":8080", MaxUploadBytes: 64 << 20, MaxConnections: 64},
 	}
 	diff(t, c, want)
 	if !c.Embedded() {
