@@ -4,7 +4,8 @@
 //
 // Version history (the version is in every payload and in every topic):
 //
-//	1  2026-11: measurement (kind "speedtest"), status, ack.
+//	1  2026-11: measurement (kinds speedtest, linequality, dns, http, wifi),
+//	   status (with the data budget), ack.
 //
 // Within a version only additive changes are allowed: new optional fields, new
 // kinds. Decoders ignore unknown fields; Validate is strict about the fields it
@@ -50,9 +51,14 @@ const (
 	TopicAck         = "ack"
 )
 
-// Kinds of measurement.
+// Kinds of measurement. The figures of each are in the field of the same
+// name (kinds.go has all but speedtest).
 const (
-	KindSpeedtest = "speedtest"
+	KindSpeedtest   = "speedtest"
+	KindLineQuality = "linequality"
+	KindDNS         = "dns"
+	KindHTTP        = "http"
+	KindWiFi        = "wifi"
 )
 
 // Agent states carried by Status.
@@ -121,7 +127,11 @@ type Measurement struct {
 	// Error says why the probe failed; empty when Success.
 	Error string `json:"error,omitempty"`
 
-	Speedtest *Speedtest `json:"speedtest,omitempty"`
+	Speedtest   *Speedtest   `json:"speedtest,omitempty"`
+	LineQuality *LineQuality `json:"linequality,omitempty"`
+	DNS         *DNS         `json:"dns,omitempty"`
+	HTTP        *HTTP        `json:"http,omitempty"`
+	WiFi        *WiFi        `json:"wifi,omitempty"`
 }
 
 // Speedtest holds the figures of a speed test. A figure that was not measured
@@ -170,6 +180,14 @@ type Status struct {
 	// OutboxDroppedTotal counts measurements the agent discarded, over its
 	// lifetime, because the outbox was full.
 	OutboxDroppedTotal int64 `json:"outbox_dropped_total"`
+	// The month's speed-test data budget (UTC calendar month BudgetMonth,
+	// "2006-01"): the budget (0: none), what speed tests used, and how many
+	// tests were skipped or shortened to stay inside it.
+	BudgetMonth         string `json:"budget_month,omitempty"`
+	DataBudgetBytes     int64  `json:"data_budget_bytes"`
+	DataUsedBytes       int64  `json:"data_used_bytes"`
+	SpeedtestsSkipped   int64  `json:"speedtests_skipped"`
+	SpeedtestsShortened int64  `json:"speedtests_shortened"`
 	// MeasurementsLostTotal counts measurements taken since the agent
 	// started that could not be written to the outbox (disk full, say).
 	MeasurementsLostTotal int64 `json:"measurements_lost_total"`
@@ -432,6 +450,30 @@ func (m *Measurement) Validate(site string, now time.Time) error {
 			break
 		}
 		add(m.Speedtest.validate(m.Success))
+	case KindLineQuality:
+		if m.LineQuality == nil {
+			add(&FieldError{Field: "linequality", Value: "", Msg: "missing for kind linequality", Reason: "inconsistent"})
+			break
+		}
+		add(m.LineQuality.validate())
+	case KindDNS:
+		if m.DNS == nil {
+			add(&FieldError{Field: "dns", Value: "", Msg: "missing for kind dns", Reason: "inconsistent"})
+			break
+		}
+		add(m.DNS.validate())
+	case KindHTTP:
+		if m.HTTP == nil {
+			add(&FieldError{Field: "http", Value: "", Msg: "missing for kind http", Reason: "inconsistent"})
+			break
+		}
+		add(m.HTTP.validate())
+	case KindWiFi:
+		if m.WiFi == nil {
+			add(&FieldError{Field: "wifi", Value: "", Msg: "missing for kind wifi", Reason: "inconsistent"})
+			break
+		}
+		add(m.WiFi.validate())
 	default:
 		add(&FieldError{Field: "kind", Value: m.Kind, Msg: "unknown measurement kind", Reason: "bad_kind"})
 	}
@@ -496,6 +538,11 @@ func (s *Status) Validate(site string, now time.Time) error {
 	add(checkCount("outbox_backlog", s.OutboxBacklog, 1<<40))
 	add(checkCount("outbox_dropped_total", s.OutboxDroppedTotal, 1<<40))
 	add(checkCount("measurements_lost_total", s.MeasurementsLostTotal, 1<<40))
+	add(checkText("budget_month", s.BudgetMonth, 7))
+	add(checkCount("data_budget_bytes", s.DataBudgetBytes, maxBytes))
+	add(checkCount("data_used_bytes", s.DataUsedBytes, maxBytes))
+	add(checkCount("speedtests_skipped", s.SpeedtestsSkipped, 1<<32))
+	add(checkCount("speedtests_shortened", s.SpeedtestsShortened, 1<<32))
 	return errors.Join(errs...)
 }
 

@@ -37,11 +37,44 @@ var golden = map[string]any{
 		Success: false, Error: "find server: fetch server list: dial tcp: lookup www.speedtest.net: no such host",
 		Speedtest: &Speedtest{},
 	},
+	"measurement-v1-linequality.json": &Measurement{
+		Version: 1, MessageID: "L4Q6B7Y4M2KD5WXAJ7H2N4PQRS", Site: "leeds-central-library",
+		AgentID: "A7K2M9P4Q6R8S1T3V5W7X9Y2Z4", Seq: 44, Probe: "line", Kind: KindLineQuality,
+		MeasuredAt: time.Date(2026, 11, 26, 11, 0, 0, 0, time.UTC), DurationSeconds: 60, Success: true,
+		LineQuality: &LineQuality{Method: "udp", Target: "collector.example.gov.uk:9471", IntervalSeconds: 60, Sent: 40, Received: 37,
+			RTTMinSeconds: Float(0.011), RTTP50Seconds: Float(0.014), RTTP95Seconds: Float(0.031), RTTMaxSeconds: Float(0.052), JitterSeconds: Float(0.003),
+			Outages: []Outage{{Start: time.Date(2026, 11, 26, 10, 59, 50, 0, time.UTC), End: time.Date(2026, 11, 26, 11, 0, 4, 500_000_000, time.UTC),
+				DurationSeconds: 14.5, Cause: CauseWAN, LostProbes: 9}}},
+	},
+	"measurement-v1-dns.json": &Measurement{
+		Version: 1, MessageID: "D4Q6B7Y4M2KD5WXAJ7H2N4PQRS", Site: "leeds-central-library",
+		AgentID: "A7K2M9P4Q6R8S1T3V5W7X9Y2Z4", Seq: 45, Probe: "dns", Kind: KindDNS,
+		MeasuredAt: time.Date(2026, 11, 26, 11, 0, 0, 0, time.UTC), DurationSeconds: 0.2, Success: false, Error: "1 of 2 lookups failed",
+		DNS: &DNS{Results: []DNSResult{
+			{Resolver: "system", Name: "www.gov.uk", Success: true, ResolveSeconds: Float(0.018), Addresses: 4},
+			{Resolver: "192.0.2.53:53", Name: "www.nhs.uk", Success: false, Error: "lookup www.nhs.uk: i/o timeout"},
+		}},
+	},
+	"measurement-v1-http.json": &Measurement{
+		Version: 1, MessageID: "H4Q6B7Y4M2KD5WXAJ7H2N4PQRS", Site: "leeds-central-library",
+		AgentID: "A7K2M9P4Q6R8S1T3V5W7X9Y2Z4", Seq: 46, Probe: "services", Kind: KindHTTP,
+		MeasuredAt: time.Date(2026, 11, 26, 11, 0, 0, 0, time.UTC), DurationSeconds: 0.9, Success: true,
+		HTTP: &HTTP{Results: []HTTPResult{{Name: "gov-uk", URL: "https://www.gov.uk/", Success: true, StatusCode: 200,
+			DNSSeconds: Float(0.012), ConnectSeconds: Float(0.015), TLSSeconds: Float(0.041), FirstByteSeconds: Float(0.12), TotalSeconds: Float(0.31),
+			CertNotAfter: func() *time.Time { t := time.Date(2027, 3, 1, 0, 0, 0, 0, time.UTC); return &t }()}}},
+	},
+	"measurement-v1-wifi.json": &Measurement{
+		Version: 1, MessageID: "W4Q6B7Y4M2KD5WXAJ7H2N4PQRS", Site: "leeds-central-library",
+		AgentID: "A7K2M9P4Q6R8S1T3V5W7X9Y2Z4", Seq: 47, Probe: "wifi", Kind: KindWiFi,
+		MeasuredAt: time.Date(2026, 11, 26, 11, 0, 0, 0, time.UTC), DurationSeconds: 0.01, Success: true,
+		WiFi: &WiFi{Interface: "wlan0", SSID: "Library-Staff", SignalDBM: Float(-61), LinkBitsPerSecond: Float(144.4e6), FrequencyMHz: Float(5180), Band: "5GHz"},
+	},
 	"status-v1-online.json": &Status{
 		Version: 1, Site: "leeds-central-library", AgentID: "A7K2M9P4Q6R8S1T3V5W7X9Y2Z4",
 		State: StateOnline, Session: 3, ConnectedAt: time.Date(2026, 11, 26, 10, 0, 0, 0, time.UTC), SentAt: time.Date(2026, 11, 26, 11, 0, 0, 0, time.UTC),
 		AgentVersion: "0.1.0", OS: "linux", Arch: "arm64", UptimeSeconds: 3600,
 		OutboxBacklog: 3, OutboxDroppedTotal: 0,
+		BudgetMonth: "2026-11", DataBudgetBytes: 20e9, DataUsedBytes: 3_400_000_000, SpeedtestsSkipped: 2, SpeedtestsShortened: 1,
 	},
 	"status-v1-offline.json": &Status{
 		Version: 1, Site: "leeds-central-library", AgentID: "A7K2M9P4Q6R8S1T3V5W7X9Y2Z4",
@@ -181,14 +214,14 @@ func TestRetryable(t *testing.T) {
 	}{
 		{`"version": 1`, `"version": 2`, true},
 		{`2026-11-26T11:58:03.25Z`, `2026-11-26T13:00:00Z`, true},
-		{`"kind": "speedtest"`, `"kind": "dns"`, true},
+		{`"kind": "speedtest"`, `"kind": "teleport"`, true},
 		{`34200000`, `-1`, false},
 		{`"probe": "local",`, `"probe": "Bad Name", "future_kind_next": 1,`, false},
 		{`"probe": "local"`, `"probe": "Bad Name"`, false},
 	} {
 		if tt.to == `"probe": "Bad Name", "future_kind_next": 1,` {
 			// a permanent and a transient problem together: keep it
-			good := bytes.Replace(good, []byte(`"kind": "speedtest"`), []byte(`"kind": "dns"`), 1)
+			good := bytes.Replace(good, []byte(`"kind": "speedtest"`), []byte(`"kind": "teleport"`), 1)
 			_, err := DecodeMeasurement(bytes.Replace(good, []byte(tt.from), []byte(tt.to), 1), "leeds-central-library", now)
 			if !Retryable(err) {
 				t.Errorf("bad probe + new kind: Retryable false (%v)", err)
