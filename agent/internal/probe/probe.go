@@ -22,7 +22,9 @@ import (
 //
 // Probe may be called again after it returned, including after a cancelled
 // run whose work is still winding down in the background; a Prober keeps no
-// state between runs that such leftovers could disturb. Calls need not be
+// state between runs that such leftovers could disturb (the line-quality
+// prober keeps an outage in progress from one summary to the next, guarded
+// for this). Calls need not be
 // serialised by the caller, though running two bandwidth tests at once
 // measures neither properly.
 type Prober interface {
@@ -36,6 +38,10 @@ type Prober interface {
 // The Result belongs to the caller once Probe returns: the prober never
 // touches it again.
 type Result struct {
-	Kind      string // wire.KindSpeedtest
-	Speedtest *wire.Speedtest
+	Kind        string // wire.Kind...
+	Speedtest   *wire.Speedtest
+	LineQuality *wire.LineQuality
+	DNS         *wire.DNS
+	HTTP        *wire.HTTP
+	WiFi        *wire.WiFi
 }
