@@ -39,17 +39,31 @@ type speedState struct {
 	uploadBytes   int64
 }
 
+// runState is the last run of any probe, for the generic probe series.
+type runState struct {
+	kind    string
+	at      time.Time
+	success bool
+}
+
 // Fleet is a prometheus.Collector of the latest state of every site. It is
 // safe for concurrent use.
 type Fleet struct {
 	mu     sync.Mutex
 	speeds map[probeKey]*speedState
+	// the most recent measurement of each light probe (line quality, DNS,
+	// HTTP, Wi-Fi), exported whole: a DNS name or service removed from the
+	// agent's config disappears, and one probe's series are bounded by the
+	// schema's limit on results per message
+	light  map[probeKey]*wire.Measurement
+	runs   map[probeKey]runState
 	agents map[string]store.Agent
 }
 
 // NewFleet returns an empty Fleet.
 func NewFleet() *Fleet {
-	return &Fleet{speeds: map[probeKey]*speedState{}, agents: map[string]store.Agent{}}
+	return &Fleet{speeds: map[probeKey]*speedState{}, light: map[probeKey]*wire.Measurement{},
+		runs: map[probeKey]runState{}, agents: map[string]store.Agent{}}
 }
 
 // bytes converts a bits-per-second figure to the bytes per second that
@@ -72,12 +86,21 @@ func pick(cur *figure, v *float64, at time.Time) *figure {
 // most recent test that measured it; older measurements arriving late (an
 // outbox draining after an outage) never replace newer ones.
 func (f *Fleet) Observe(m *wire.Measurement) {
-	if m.Kind != wire.KindSpeedtest || m.Speedtest == nil {
-		return
-	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	k := probeKey{m.Site, m.Probe}
+	if r, ok := f.runs[k]; !ok || !m.MeasuredAt.Before(r.at) {
+		f.runs[k] = runState{kind: m.Kind, at: m.MeasuredAt, success: m.Success}
+	}
+	if m.Kind != wire.KindSpeedtest {
+		if cur := f.light[k]; cur == nil || !m.MeasuredAt.Before(cur.MeasuredAt) {
+			f.light[k] = m
+		}
+		return
+	}
+	if m.Speedtest == nil {
+		return
+	}
 	s := f.speeds[k]
 	if s == nil {
 		s = &speedState{}
@@ -159,6 +182,9 @@ func (f *Fleet) Describe(ch chan<- *prometheus.Desc) {
 		descDropped, descStart} {
 		ch <- d
 	}
+	for _, d := range lightDescs {
+		ch <- d
+	}
 }
 
 func unix(t time.Time) float64 { return float64(t.UnixNano()) / 1e9 }
@@ -198,6 +224,7 @@ func (f *Fleet) Collect(ch chan<- prometheus.Metric) {
 		gauge(descBytes, float64(s.downloadBytes), k.site, k.probe, "download")
 		gauge(descBytes, float64(s.uploadBytes), k.site, k.probe, "upload")
 	}
+	f.collectLight(gauge)
 	for site, a := range f.agents {
 		up := 0.0
 		if a.State == wire.StateOnline {

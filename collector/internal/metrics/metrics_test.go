@@ -2,6 +2,8 @@ package metrics
 
 import (
 	"bytes"
+	"encoding/json"
+	"os"
 	"os/exec"
 	"strings"
 	"testing"
@@ -61,6 +63,17 @@ func TestPromtoolCheckMetrics(t *testing.T) {
 	reg := prometheus.NewPedanticRegistry()
 	f := NewFleet()
 	f.Observe(speed(t0, true, wire.Float(3e7), wire.Float(8e6)))
+	for _, name := range []string{"linequality", "dns", "http", "wifi"} {
+		b, err := os.ReadFile("../../../agent/wire/testdata/measurement-v1-" + name + ".json")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var m wire.Measurement
+		if err := json.Unmarshal(b, &m); err != nil {
+			t.Fatal(err)
+		}
+		f.Observe(&m)
+	}
 	f.ObserveAgent(store.Agent{Status: wire.Status{Site: "leeds-1", AgentID: "AGENT0001", State: "online", AgentVersion: "0.1.0", OS: "linux", Arch: "arm64", SentAt: t0, UptimeSeconds: 60}, LastSeenAt: t0})
 	reg.MustRegister(f)
 	h := NewHealth(reg)
@@ -79,8 +92,21 @@ func TestPromtoolCheckMetrics(t *testing.T) {
 	}
 	cmd := exec.Command(promtool, "check", "metrics")
 	cmd.Stdin = &buf
+	text := buf.String()
 	out, err := cmd.CombinedOutput()
 	if err != nil || len(bytes.TrimSpace(out)) > 0 {
 		t.Fatalf("promtool check metrics: %v\n%s", err, out)
+	}
+	for _, want := range []string{
+		`hubmon_linequality_loss_ratio{probe="line",site="leeds-central-library"} 0.075`,
+		`hubmon_linequality_last_outage_duration_seconds{cause="wan",probe="line",site="leeds-central-library"} 14.5`,
+		`hubmon_dns_success{name="www.nhs.uk",probe="dns",resolver="192.0.2.53:53",site="leeds-central-library"} 0`,
+		`hubmon_http_phase_seconds{phase="tls",probe="services",service="gov-uk",site="leeds-central-library"} 0.041`,
+		`hubmon_wifi_frequency_hertz{probe="wifi",site="leeds-central-library"} 5.18e+09`,
+		`hubmon_probe_success{kind="dns",probe="dns",site="leeds-central-library"} 0`,
+	} {
+		if !strings.Contains(text, want) {
+			t.Errorf("exposition lacks %s", want)
+		}
 	}
 }

@@ -10,6 +10,7 @@ package store
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -48,20 +49,14 @@ CREATE INDEX IF NOT EXISTS measurements_site_time ON measurements(site, kind, me
 CREATE INDEX IF NOT EXISTS measurements_probe_time ON measurements(site, probe, measured_at);
 
 CREATE TABLE IF NOT EXISTS agents (
-	site                 TEXT    PRIMARY KEY,
-	agent_id             TEXT    NOT NULL,
-	state                TEXT    NOT NULL,
-	session              INTEGER NOT NULL,
-	connected_at         INTEGER NOT NULL,
-	sent_at              INTEGER NOT NULL,
-	last_seen_at         INTEGER NOT NULL,
-	agent_version        TEXT    NOT NULL,
-	os                   TEXT    NOT NULL,
-	arch                 TEXT    NOT NULL,
-	uptime_seconds       REAL    NOT NULL,
-	outbox_backlog       INTEGER NOT NULL,
-	outbox_dropped_total INTEGER NOT NULL,
-	lost_total           INTEGER NOT NULL
+	site         TEXT    PRIMARY KEY,
+	agent_id     TEXT    NOT NULL,
+	state        TEXT    NOT NULL,
+	session      INTEGER NOT NULL,
+	connected_at INTEGER NOT NULL,
+	sent_at      INTEGER NOT NULL,
+	last_seen_at INTEGER NOT NULL,
+	payload      TEXT    NOT NULL  -- the status as received: version, outbox, budget ...
 ) STRICT;
 `
 
@@ -125,9 +120,26 @@ func checkHeader(path string) error {
 	return nil
 }
 
+// schemaVersion is the history's layout, in PRAGMA user_version. A change
+// of layout comes with a migration here, never a silent mismatch.
+const schemaVersion = 1
+
 func (s *Store) init() error {
 	ctx := context.Background()
-	if _, err := s.w.ExecContext(ctx, schema); err != nil {
+	var version, tables int
+	if err := s.w.QueryRowContext(ctx, "PRAGMA user_version").Scan(&version); err != nil {
+		return fmt.Errorf("read schema version: %w", err)
+	}
+	if err := s.w.QueryRowContext(ctx, "SELECT count(*) FROM sqlite_schema WHERE type = 'table'").Scan(&tables); err != nil {
+		return fmt.Errorf("read schema: %w", err)
+	}
+	switch {
+	case version == 0 && tables > 0:
+		return errors.New("the file has tables but no hubmon schema version (made by a development build?): move it aside")
+	case version > schemaVersion:
+		return fmt.Errorf("history schema version %d is newer than this collector's %d: upgrade the collector", version, schemaVersion)
+	}
+	if _, err := s.w.ExecContext(ctx, schema+fmt.Sprintf("PRAGMA user_version = %d;", schemaVersion)); err != nil {
 		return fmt.Errorf("create schema: %w", err)
 	}
 	// No full integrity check here: on a history of gigabytes it would delay
@@ -178,14 +190,10 @@ func (s *Store) Commit(ctx context.Context, items []Item) ([]Outcome, error) {
 	// session (a counter the agent keeps, whatever its clock), or from the
 	// same session and is newer or final (offline).
 	upS, err := tx.PrepareContext(ctx, `INSERT INTO agents(site, agent_id, state, session, connected_at, sent_at,
-		last_seen_at, agent_version, os, arch, uptime_seconds, outbox_backlog, outbox_dropped_total, lost_total)
-		VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)
+		last_seen_at, payload) VALUES (?,?,?,?,?,?,?,?)
 		ON CONFLICT(site) DO UPDATE SET agent_id=excluded.agent_id, state=excluded.state, session=excluded.session,
 			connected_at=excluded.connected_at, sent_at=excluded.sent_at,
-			last_seen_at=max(last_seen_at, excluded.last_seen_at),
-			agent_version=excluded.agent_version, os=excluded.os, arch=excluded.arch,
-			uptime_seconds=excluded.uptime_seconds, outbox_backlog=excluded.outbox_backlog,
-			outbox_dropped_total=excluded.outbox_dropped_total, lost_total=excluded.lost_total
+			last_seen_at=max(last_seen_at, excluded.last_seen_at), payload=excluded.payload
 		WHERE (excluded.agent_id != agents.agent_id AND excluded.connected_at >= agents.connected_at)
 		   OR (excluded.agent_id = agents.agent_id AND (excluded.session > agents.session
 		       OR (excluded.session = agents.session
@@ -225,9 +233,12 @@ func (s *Store) Commit(ctx context.Context, items []Item) ([]Outcome, error) {
 			}
 		case it.Status != nil:
 			st := it.Status
+			payload := it.Payload
+			if len(payload) == 0 {
+				payload, _ = json.Marshal(st)
+			}
 			res, err := upS.ExecContext(ctx, st.Site, st.AgentID, st.State, st.Session, st.ConnectedAt.UTC().UnixNano(),
-				st.SentAt.UTC().UnixNano(), recv, st.AgentVersion, st.OS, st.Arch, st.UptimeSeconds,
-				st.OutboxBacklog, st.OutboxDroppedTotal, st.MeasurementsLostTotal)
+				st.SentAt.UTC().UnixNano(), recv, string(payload))
 			if err != nil {
 				return nil, fmt.Errorf("commit: status %s: %w", st.Site, err)
 			}
@@ -262,8 +273,7 @@ type Agent struct {
 
 // Agents returns the latest status of every site's agent.
 func (s *Store) Agents(ctx context.Context) ([]Agent, error) {
-	rows, err := s.r.QueryContext(ctx, `SELECT site, agent_id, state, session, connected_at, sent_at, last_seen_at,
-		agent_version, os, arch, uptime_seconds, outbox_backlog, outbox_dropped_total, lost_total FROM agents ORDER BY site`)
+	rows, err := s.r.QueryContext(ctx, `SELECT site, last_seen_at, payload FROM agents ORDER BY site`)
 	if err != nil {
 		return nil, fmt.Errorf("read agents: %w", err)
 	}
@@ -271,19 +281,21 @@ func (s *Store) Agents(ctx context.Context) ([]Agent, error) {
 	var out []Agent
 	for rows.Next() {
 		var a Agent
-		var conn, sent, seen int64
-		if err := rows.Scan(&a.Site, &a.AgentID, &a.State, &a.Session, &conn, &sent, &seen, &a.AgentVersion, &a.OS, &a.Arch,
-			&a.UptimeSeconds, &a.OutboxBacklog, &a.OutboxDroppedTotal, &a.MeasurementsLostTotal); err != nil {
+		var site, payload string
+		var seen int64
+		if err := rows.Scan(&site, &seen, &payload); err != nil {
 			return nil, fmt.Errorf("read agents: %w", err)
 		}
-		a.Version = wire.Version
-		a.ConnectedAt, a.SentAt, a.LastSeenAt = fromNanos(conn), fromNanos(sent), fromNanos(seen)
+		if err := json.Unmarshal([]byte(payload), &a.Status); err != nil {
+			return nil, fmt.Errorf("read agents: status of %s: %w", site, err)
+		}
+		a.Site, a.LastSeenAt = site, fromNanos(seen)
 		out = append(out, a)
 	}
 	return out, rows.Err()
 }
 
-// Row is one stored measurement, without its payload.
+// Row is one stored measurement.
 type Row struct {
 	wire.Measurement
 	ReceivedAt time.Time
@@ -293,9 +305,7 @@ type Row struct {
 // measurements, newest first: what the metrics need after a restart.
 func (s *Store) Recent(ctx context.Context, perProbe int) ([]Row, error) {
 	// one index seek per (site, probe), not a window over the whole history
-	rows, err := s.r.QueryContext(ctx, `SELECT m.message_id, m.site, m.agent_id, m.seq, m.probe, m.kind, m.measured_at,
-		m.received_at, m.success, m.error, m.download_bits_per_second, m.upload_bits_per_second, m.latency_seconds,
-		m.jitter_seconds, m.download_bytes, m.upload_bytes
+	rows, err := s.r.QueryContext(ctx, `SELECT m.received_at, m.payload
 		FROM (SELECT DISTINCT site, probe FROM measurements) AS p
 		JOIN measurements AS m ON m.rowid IN (
 			SELECT rowid FROM measurements WHERE site = p.site AND probe = p.probe ORDER BY measured_at DESC LIMIT ?)
@@ -307,20 +317,15 @@ func (s *Store) Recent(ctx context.Context, perProbe int) ([]Row, error) {
 	var out []Row
 	for rows.Next() {
 		var r Row
-		var measured, received int64
-		var st wire.Speedtest
-		var dlBytes, ulBytes sql.NullInt64
-		if err := rows.Scan(&r.MessageID, &r.Site, &r.AgentID, &r.Seq, &r.Probe, &r.Kind, &measured, &received,
-			&r.Success, &r.Error, &st.DownloadBitsPerSecond, &st.UploadBitsPerSecond, &st.LatencySeconds,
-			&st.JitterSeconds, &dlBytes, &ulBytes); err != nil {
+		var received int64
+		var payload string
+		if err := rows.Scan(&received, &payload); err != nil {
 			return nil, fmt.Errorf("read recent measurements: %w", err)
 		}
-		r.Version = wire.Version
-		r.MeasuredAt, r.ReceivedAt = fromNanos(measured), fromNanos(received)
-		if r.Kind == wire.KindSpeedtest {
-			st.DownloadBytes, st.UploadBytes = dlBytes.Int64, ulBytes.Int64
-			r.Speedtest = &st
+		if err := json.Unmarshal([]byte(payload), &r.Measurement); err != nil {
+			return nil, fmt.Errorf("read recent measurements: %w", err)
 		}
+		r.ReceivedAt = fromNanos(received)
 		out = append(out, r)
 	}
 	return out, rows.Err()

@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -35,9 +36,9 @@ func TestCommitStoresOnce(t *testing.T) {
 	s := openStore(t)
 	ctx := context.Background()
 	items := []Item{
-		{Measurement: meas("MSG000001", 1, t0, wire.Float(1e7)), Payload: []byte(`{}`), ReceivedAt: t0.Add(time.Second)},
-		{Measurement: meas("MSG000002", 2, t0.Add(time.Minute), nil), Payload: []byte(`{}`), ReceivedAt: t0.Add(time.Minute)},
-		{Measurement: meas("MSG000001", 1, t0, wire.Float(1e7)), Payload: []byte(`{}`), ReceivedAt: t0.Add(2 * time.Second)},
+		item(meas("MSG000001", 1, t0, wire.Float(1e7)), t0.Add(time.Second)),
+		item(meas("MSG000002", 2, t0.Add(time.Minute), nil), t0.Add(time.Minute)),
+		item(meas("MSG000001", 1, t0, wire.Float(1e7)), t0.Add(2*time.Second)),
 	}
 	out, err := s.Commit(ctx, items)
 	if err != nil {
@@ -61,6 +62,11 @@ func TestCommitStoresOnce(t *testing.T) {
 		*rows[1].Speedtest.DownloadBitsPerSecond != 1e7 || !rows[1].MeasuredAt.Equal(t0) {
 		t.Fatalf("Recent = %+v", rows)
 	}
+}
+
+func item(m *wire.Measurement, recv time.Time) Item {
+	p, _ := json.Marshal(m)
+	return Item{Measurement: m, Payload: p, ReceivedAt: recv}
 }
 
 func status(state string, session int64, conn, sent time.Time) *wire.Status {
