@@ -48,6 +48,26 @@ type Config struct {
 	// can test against (their speedtest.server_url), for measuring the
 	// path to the collector rather than to the internet.
 	SpeedtestServer SpeedtestServer `yaml:"speedtest_server"`
+	// EchoServer answers the agents' line-quality probes (hubmon UDP echo).
+	EchoServer EchoServer `yaml:"echo_server"`
+}
+
+// EchoServer is the collector's UDP echo responder for line-quality probes.
+// It answers only hubmon echo requests, never with more bytes than it got,
+// and rate-limits each source, so it cannot be used to reflect traffic.
+type EchoServer struct {
+	// Enabled turns it on. Default false; when false the other fields are
+	// ignored, and not validated.
+	Enabled bool `yaml:"enabled"`
+	// Listen is the UDP address, host:port. Default ":9471".
+	Listen string `yaml:"listen"`
+	// RatePerSecond is how many requests one source IP may send per
+	// second (a hub behind one NAT address has one agent). Default 20;
+	// 1 to 10000.
+	RatePerSecond int `yaml:"rate_per_second"`
+	// Burst is how many requests one source may send at once. Default 40;
+	// 1 to 100000.
+	Burst int `yaml:"burst"`
 }
 
 // HTTP is the collector's HTTP server.
@@ -159,6 +179,11 @@ func Defaults() *Config {
 			Listen:         ":8080",
 			MaxConnections: 64,
 			MaxUploadBytes: 64 << 20,
+		},
+		EchoServer: EchoServer{
+			Listen:        ":9471",
+			RatePerSecond: 20,
+			Burst:         40,
 		},
 	}
 }

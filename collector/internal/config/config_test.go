@@ -107,6 +107,7 @@ func TestLoadFull(t *testing.T) {
 			MaxPacketBytes: 70000,
 		},
 		SpeedtestServer: SpeedtestServer{Enabled: true, Listen: ":8080", MaxUploadBytes: 64 << 20, MaxConnections: 64},
+		EchoServer:      EchoServer{Enabled: true, Listen: ":9471", RatePerSecond: 20, Burst: 40},
 	}
 	diff(t, c, want)
 	if !c.Embedded() {

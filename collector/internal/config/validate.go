@@ -65,6 +65,12 @@ func (c *Config) problems() []*problem {
 		k.number("speedtest_server.max_connections", int64(s.MaxConnections), 1, 4096)
 	}
 
+	if e := &c.EchoServer; e.Enabled {
+		k.listen("echo_server.listen", e.Listen) // UDP: no clash with the TCP listeners
+		k.number("echo_server.rate_per_second", int64(e.RatePerSecond), 1, 10000)
+		k.number("echo_server.burst", int64(e.Burst), 1, 100000)
+	}
+
 	for i, a := range listeners {
 		for _, b := range listeners[:i] {
 			if a.clashes(b) {
