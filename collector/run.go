@@ -25,6 +25,7 @@ import (
 	"github.com/hubmon/hubmon/agent/wire"
 	"github.com/hubmon/hubmon/collector/internal/broker"
 	"github.com/hubmon/hubmon/collector/internal/config"
+	"github.com/hubmon/hubmon/collector/internal/echo"
 	"github.com/hubmon/hubmon/collector/internal/ingest"
 	"github.com/hubmon/hubmon/collector/internal/metrics"
 	"github.com/hubmon/hubmon/collector/internal/speedserver"
@@ -180,6 +181,14 @@ func collect(ctx context.Context, cfg *config.Config, log *slog.Logger) (err err
 		closers = append(closers, func() { ss.Close() })
 	}
 
+	if cfg.EchoServer.Enabled {
+		es, err := startEchoServer(cfg, reg, log)
+		if err != nil {
+			return err
+		}
+		closers = append(closers, func() { es.Close() })
+	}
+
 	if cfg.Embedded() {
 		b, err := broker.Start(broker.Options{
 			Listen: cfg.EmbeddedBroker.Listen, PasswordFile: cfg.EmbeddedBroker.PasswordFile,
@@ -297,6 +306,28 @@ func startSpeedServer(cfg *config.Config, reg prometheus.Registerer, log *slog.L
 	}, func() float64 { return float64(ss.Refused()) }))
 	log.Info("speed-test server listening", "addr", ln.Addr().String(), "token_required", cfg.SpeedtestServer.Token != "")
 	return ss, nil
+}
+
+func startEchoServer(cfg *config.Config, reg prometheus.Registerer, log *slog.Logger) (*echo.Server, error) {
+	pc, err := net.ListenPacket("udp", cfg.EchoServer.Listen)
+	if err != nil {
+		return nil, fmt.Errorf("echo server: %w", err)
+	}
+	es := echo.New(echo.Options{Logger: log.With("component", "echo"),
+		RatePerSecond: float64(cfg.EchoServer.RatePerSecond), Burst: cfg.EchoServer.Burst})
+	go es.Serve(pc)
+	for _, c := range []struct {
+		name, help string
+		f          func() int64
+	}{
+		{"hubmon_collector_echo_answered_total", "Line-quality probes the echo responder answered.", es.Answered},
+		{"hubmon_collector_echo_dropped_total", "Valid echo requests not answered (rate limit, send failure).", es.Dropped},
+		{"hubmon_collector_echo_ignored_total", "Datagrams to the echo responder that were not hubmon echo requests.", es.Ignored},
+	} {
+		reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: c.name, Help: c.help}, func() float64 { return float64(c.f()) }))
+	}
+	log.Info("echo responder listening", "addr", pc.LocalAddr().String())
+	return es, nil
 }
 
 func tlsConfig(cfg *config.Config) (*tls.Config, error) {
