@@ -1,8 +1,6 @@
 package probe
 
 import (
-	"context"
-	"errors"
 	"log/slog"
 	"time"
 )
@@ -63,25 +61,3 @@ type WiFiConfig struct {
 	Interface string
 	Logger    *slog.Logger
 }
-
-// errNotYet is returned by kinds whose probe is not built yet.
-var errNotYet = errors.New("this probe kind is not implemented yet")
-
-type notYet struct{}
-
-func (notYet) Probe(context.Context) (Result, error) { return Result{}, errNotYet }
-
-// NewLineQuality returns the line-quality prober. (stub: replaced by linequality.go)
-func NewLineQuality(cfg LineQualityConfig) Prober { return notYet{} }
-
-// NewDNS returns the DNS prober. (stub: replaced by dns.go)
-func NewDNS(cfg DNSConfig) Prober { return notYet{} }
-
-// NewHTTP returns the essential-services prober. (stub: replaced by http.go)
-func NewHTTP(cfg HTTPConfig) Prober { return notYet{} }
-
-// NewWiFi returns the Wi-Fi prober. (stub: replaced by wifi.go)
-func NewWiFi(cfg WiFiConfig) Prober { return notYet{} }
-
-// WirelessInterfaces lists the system's wireless interfaces. (stub: replaced by wifi.go)
-func WirelessInterfaces() []string { return nil }
