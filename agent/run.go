@@ -6,12 +6,14 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"hash/fnv"
 	"io"
 	"log/slog"
 	"os"
 	"runtime"
 	"sync/atomic"
 	"time"
+	_ "time/tzdata" // the site's time zone, on a Pi without /usr/share/zoneinfo
 
 	"github.com/hubmon/hubmon/agent/internal/config"
 	"github.com/hubmon/hubmon/agent/internal/outbox"
@@ -65,27 +67,107 @@ func newLogger(w io.Writer, level string) (*slog.Logger, error) {
 	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: l})), nil
 }
 
+// onceLinePeriod is the line-quality summary of `hubmon-agent once`.
+const onceLinePeriod = 10 * time.Second
+
 // jobs builds the schedule from the config: one explicit switch of kinds.
-func jobs(cfg *config.Config, log *slog.Logger) ([]schedule.Job, error) {
+// For `once` (once true) a line-quality summary lasts onceLinePeriod. A wifi
+// probe with no interface named, on an agent without a wireless interface,
+// is left out with a line in the log: a wired-only Pi is normal.
+func jobs(cfg *config.Config, log *slog.Logger, once bool) ([]schedule.Job, error) {
 	var out []schedule.Job
 	for i, p := range cfg.Probes {
+		lg := log.With("probe", p.Name)
 		j := schedule.Job{Name: p.Name, Kind: p.Kind, Interval: p.Interval, Splay: p.Splay, FirstRun: p.FirstRun, Timeout: p.Timeout}
 		switch p.Kind {
 		case wire.KindSpeedtest:
-			j.Heavy = true
-			j.Prober = probe.NewSpeedtest(probe.SpeedtestConfig{
-				ServerURL:   p.Speedtest.ServerURL,
-				ServerIDs:   p.Speedtest.ServerIDs,
-				Connections: p.Speedtest.Connections,
-				Duration:    p.Speedtest.Duration,
-				Logger:      log.With("probe", p.Name),
+			st := *p.Speedtest
+			j.Heavy, j.Duration = true, st.Duration
+			j.NewProber = func(d time.Duration) probe.Prober {
+				return probe.NewSpeedtest(probe.SpeedtestConfig{
+					ServerURL:   st.ServerURL,
+					ServerIDs:   st.ServerIDs,
+					Connections: st.Connections,
+					Duration:    d, // the data budget may shorten it
+					Logger:      lg,
+				})
+			}
+			if s := p.Schedule; s != nil {
+				j.Plan = &schedule.Plan{TestsPerDay: s.TestsPerDay, Week: week(cfg, s.Windows)}
+			}
+		case wire.KindLineQuality:
+			lq := p.LineQuality
+			period := p.Interval
+			if once {
+				period = onceLinePeriod
+				j.Timeout = period + lq.Timeout + 20*time.Second
+			}
+			lc := probe.LineQualityConfig{
+				UDPTarget:    lq.UDPTarget,
+				ICMPTarget:   lq.ICMPTarget,
+				SendInterval: lq.SendInterval,
+				Timeout:      lq.Timeout,
+				Period:       period,
+				OutageAfter:  lq.OutageAfter,
+				Logger:       lg,
+			}
+			// back to back: each run is one summary of the period
+			j.Interval, j.Splay, j.FirstRun = period, 0, 0
+			j.Prober = probe.NewLineQuality(lc)
+			if lq.ICMPTarget != "" {
+				// ICMP is a stream, and a measurement, of its own
+				icmp, err := probe.NewLineQualityICMP(lc)
+				if err != nil {
+					lg.Info("line quality measured over UDP only: ICMP echo is not available", "icmp_target", lq.ICMPTarget, "err", err)
+				} else {
+					out = append(out, j)
+					j.Prober = icmp
+				}
+			}
+		case wire.KindDNS:
+			j.Prober = probe.NewDNS(probe.DNSConfig{
+				Names:     p.DNS.Names,
+				Resolvers: p.DNS.Resolvers,
+				Timeout:   p.DNS.Timeout,
+				Logger:    lg,
 			})
+		case wire.KindHTTP:
+			services := make([]probe.HTTPService, len(p.HTTP.Services))
+			for k, s := range p.HTTP.Services {
+				services[k] = probe.HTTPService{Name: s.Name, URL: s.URL}
+			}
+			j.Prober = probe.NewHTTP(probe.HTTPConfig{Services: services, Timeout: p.HTTP.Timeout, Logger: lg})
+		case wire.KindWiFi:
+			if p.WiFi.Interface == "" && len(probe.WirelessInterfaces()) == 0 {
+				lg.Info("no wireless interface: the wifi probe is skipped")
+				continue
+			}
+			j.Prober = probe.NewWiFi(probe.WiFiConfig{Interface: p.WiFi.Interface, Logger: lg})
 		default:
 			return nil, fmt.Errorf("probes[%d].kind: unknown kind %q", i, p.Kind)
 		}
 		out = append(out, j)
 	}
 	return out, nil
+}
+
+// week returns the spans of the named schedule windows on each weekday.
+func week(cfg *config.Config, windows []string) schedule.Week {
+	var w schedule.Week
+	for d := range w {
+		for _, r := range cfg.WindowRanges(windows, time.Weekday(d)) {
+			w[d] = append(w[d], schedule.Span{From: r.From, To: r.To})
+		}
+	}
+	return w
+}
+
+// planSeed turns the agent's id into the seed of its speed-test plans: its
+// own, and the same after a restart.
+func planSeed(agentID string) uint64 {
+	h := fnv.New64a()
+	h.Write([]byte(agentID))
+	return h.Sum64()
 }
 
 func cmdRun(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) int {
@@ -137,7 +219,14 @@ func agent(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		return err
 	}
 	defer ob.Close() // last: after the scheduler and the publisher have stopped
-	js, err := jobs(cfg, log)
+	js, err := jobs(cfg, log, false)
+	if err != nil {
+		return err
+	}
+	loc := cfg.Location()
+	budget, err := schedule.NewBudget(ctx, schedule.BudgetConfig{
+		Store: ob, MonthlyBytes: cfg.DataBudget.Bytes(), Location: loc, Logger: log.With("component", "budget"),
+	})
 	if err != nil {
 		return err
 	}
@@ -149,29 +238,33 @@ func agent(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	}
 	var lost atomic.Int64 // measurements that never reached the outbox
 	pub := publish.New(publish.Options{
-		Lost: lost.Load,
+		Lost: lost.Load, Budget: budget.Fill,
 		Site: cfg.Site, BrokerURL: cfg.Broker.URL, Username: cfg.Broker.Username, Password: cfg.Broker.Password,
 		TLS: tc, ConnectTimeout: cfg.Broker.ConnectTimeout, AckTimeout: cfg.Broker.AckTimeout,
 		StatusInterval: cfg.Broker.StatusInterval, Outbox: ob,
 		AgentVersion: version, OS: runtime.GOOS, Arch: runtime.GOARCH, Started: started,
 		Logger: log.With("component", "publish"),
 	})
-	log.Info("hubmon-agent started", "version", version, "agent_id", ob.AgentID(), "broker", cfg.Broker.URL, "probes", len(js), "outbox", cfg.OutboxPath())
+	log.Info("hubmon-agent started", "version", version, "agent_id", ob.AgentID(), "broker", cfg.Broker.URL, "probes", len(js),
+		"outbox", cfg.OutboxPath(), "timezone", loc.String(), "data_budget_bytes", cfg.DataBudget.Bytes())
 
 	pubDone := make(chan struct{})
 	go func() {
 		defer close(pubDone)
 		pub.Run(ctx)
 	}()
-	schedule.Run(ctx, js, func(ctx context.Context, m *wire.Measurement) error {
-		// committed even if we are stopping: it was measured
-		if err := ob.Add(context.WithoutCancel(ctx), m); err != nil {
-			lost.Add(1)
-			return err
-		}
-		pub.Notify()
-		return nil
-	}, log)
+	schedule.Run(ctx, js, schedule.Options{
+		Sink: func(ctx context.Context, m *wire.Measurement) error {
+			// committed even if we are stopping: it was measured
+			if err := ob.Add(context.WithoutCancel(ctx), m); err != nil {
+				lost.Add(1)
+				return err
+			}
+			pub.Notify()
+			return nil
+		},
+		Logger: log, Location: loc, Seed: planSeed(ob.AgentID()), Budget: budget,
+	})
 	<-pubDone
 	log.Info("hubmon-agent stopped")
 	return nil

@@ -151,6 +151,24 @@ type Speedtest struct {
 	// Bytes moved by the test, per direction: the test's cost on a capped line.
 	DownloadBytes int64 `json:"download_bytes"`
 	UploadBytes   int64 `json:"upload_bytes"`
+
+	// How long each direction loaded the line, its warm-up included (the
+	// rate is measured over the configured duration after the warm-up).
+	DownloadDurationSeconds *float64 `json:"download_duration_seconds,omitempty"`
+	UploadDurationSeconds   *float64 `json:"upload_duration_seconds,omitempty"`
+	// Latency under load: the median round trip of small requests on a
+	// separate connection while the line was downloading / uploading.
+	LatencyUnderDownloadSeconds *float64 `json:"latency_under_download_seconds,omitempty"`
+	LatencyUnderUploadSeconds   *float64 `json:"latency_under_upload_seconds,omitempty"`
+	// Added latency: latency under load minus idle latency (both medians
+	// of the same kind of request), never negative.
+	AddedLatencyUnderDownloadSeconds *float64 `json:"added_latency_under_download_seconds,omitempty"`
+	AddedLatencyUnderUploadSeconds   *float64 `json:"added_latency_under_upload_seconds,omitempty"`
+	// BufferbloatGrade grades the larger of the two added latencies on the
+	// DSLReports/Waveform scale: "A+" < 5 ms, "A" < 30 ms, "B" < 60 ms,
+	// "C" < 200 ms, "D" < 400 ms, "F" from 400 ms. Empty when either
+	// direction's added latency was not measured.
+	BufferbloatGrade string `json:"bufferbloat_grade,omitempty"`
 }
 
 // BytesUsed is the total data the test consumed.
@@ -180,9 +198,10 @@ type Status struct {
 	// OutboxDroppedTotal counts measurements the agent discarded, over its
 	// lifetime, because the outbox was full.
 	OutboxDroppedTotal int64 `json:"outbox_dropped_total"`
-	// The month's speed-test data budget (UTC calendar month BudgetMonth,
-	// "2006-01"): the budget (0: none), what speed tests used, and how many
-	// tests were skipped or shortened to stay inside it.
+	// The month's speed-test data budget (BudgetMonth, "2006-01", a calendar
+	// month in the site's time zone): the budget (0: none), what speed tests
+	// used, how many were shortened to stay inside it, and how many were
+	// skipped (to stay inside it, or because another test was still running).
 	BudgetMonth         string `json:"budget_month,omitempty"`
 	DataBudgetBytes     int64  `json:"data_budget_bytes"`
 	DataUsedBytes       int64  `json:"data_used_bytes"`
@@ -452,25 +471,41 @@ func (m *Measurement) Validate(site string, now time.Time) error {
 		add(m.Speedtest.validate(m.Success))
 	case KindLineQuality:
 		if m.LineQuality == nil {
-			add(&FieldError{Field: "linequality", Value: "", Msg: "missing for kind linequality", Reason: "inconsistent"})
+			// a run that failed before measuring anything (a panic, a bad
+			// target) has no figures
+			if m.Success {
+				add(&FieldError{Field: "linequality", Value: "", Msg: "missing for a successful linequality measurement", Reason: "inconsistent"})
+			}
 			break
 		}
 		add(m.LineQuality.validate())
 	case KindDNS:
 		if m.DNS == nil {
-			add(&FieldError{Field: "dns", Value: "", Msg: "missing for kind dns", Reason: "inconsistent"})
+			// a run that failed before measuring anything (a panic, a bad
+			// target) has no figures
+			if m.Success {
+				add(&FieldError{Field: "dns", Value: "", Msg: "missing for a successful dns measurement", Reason: "inconsistent"})
+			}
 			break
 		}
 		add(m.DNS.validate())
 	case KindHTTP:
 		if m.HTTP == nil {
-			add(&FieldError{Field: "http", Value: "", Msg: "missing for kind http", Reason: "inconsistent"})
+			// a run that failed before measuring anything (a panic, a bad
+			// target) has no figures
+			if m.Success {
+				add(&FieldError{Field: "http", Value: "", Msg: "missing for a successful http measurement", Reason: "inconsistent"})
+			}
 			break
 		}
 		add(m.HTTP.validate())
 	case KindWiFi:
 		if m.WiFi == nil {
-			add(&FieldError{Field: "wifi", Value: "", Msg: "missing for kind wifi", Reason: "inconsistent"})
+			// a run that failed before measuring anything (a panic, a bad
+			// target) has no figures
+			if m.Success {
+				add(&FieldError{Field: "wifi", Value: "", Msg: "missing for a successful wifi measurement", Reason: "inconsistent"})
+			}
 			break
 		}
 		add(m.WiFi.validate())
@@ -497,6 +532,17 @@ func (s *Speedtest) validate(success bool) error {
 	add(checkRange("speedtest.jitter_seconds", s.JitterSeconds, maxSeconds))
 	add(checkCount("speedtest.download_bytes", s.DownloadBytes, maxBytes))
 	add(checkCount("speedtest.upload_bytes", s.UploadBytes, maxBytes))
+	add(checkRange("speedtest.download_duration_seconds", s.DownloadDurationSeconds, maxSeconds))
+	add(checkRange("speedtest.upload_duration_seconds", s.UploadDurationSeconds, maxSeconds))
+	add(checkRange("speedtest.latency_under_download_seconds", s.LatencyUnderDownloadSeconds, maxSeconds))
+	add(checkRange("speedtest.latency_under_upload_seconds", s.LatencyUnderUploadSeconds, maxSeconds))
+	add(checkRange("speedtest.added_latency_under_download_seconds", s.AddedLatencyUnderDownloadSeconds, maxSeconds))
+	add(checkRange("speedtest.added_latency_under_upload_seconds", s.AddedLatencyUnderUploadSeconds, maxSeconds))
+	switch s.BufferbloatGrade {
+	case "", "A+", "A", "B", "C", "D", "F":
+	default:
+		add(&FieldError{Field: "speedtest.bufferbloat_grade", Value: s.BufferbloatGrade, Msg: "must be A+, A, B, C, D, F or empty", Reason: "range"})
+	}
 	if success && (s.DownloadBitsPerSecond == nil || s.UploadBitsPerSecond == nil || s.LatencySeconds == nil) {
 		add(&FieldError{Field: "speedtest", Value: "", Msg: "a successful test needs download, upload and latency", Reason: "inconsistent"})
 	}

@@ -236,6 +236,20 @@ func TestRetryable(t *testing.T) {
 	}
 }
 
+func TestFailedRunWithoutFigures(t *testing.T) {
+	for _, kind := range []string{KindLineQuality, KindDNS, KindHTTP, KindWiFi} {
+		m := &Measurement{Version: 1, MessageID: "MSG000000001", Site: "x-site", AgentID: "AGENT0001", Seq: 1, Probe: "p",
+			Kind: kind, MeasuredAt: now, Success: false, Error: "probe panicked: boom"}
+		if err := m.Validate("x-site", now); err != nil {
+			t.Errorf("%s: a failed run without figures refused: %v", kind, err)
+		}
+		m.Success, m.Error = true, ""
+		if err := m.Validate("x-site", now); err == nil {
+			t.Errorf("%s: a successful run without figures accepted", kind)
+		}
+	}
+}
+
 func TestUnknownFieldsIgnored(t *testing.T) {
 	good, _ := os.ReadFile("testdata/measurement-v1-speedtest.json")
 	p := bytes.Replace(good, []byte(`"version": 1,`), []byte(`"version": 1, "added_in_v1_later": {"x": 1},`), 1)

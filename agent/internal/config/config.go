@@ -1,5 +1,6 @@
 // Package config loads and validates the configuration of hubmon-agent: one
-// YAML file naming the site, the MQTT broker, the outbox and the probes to run.
+// YAML file naming the site, its time zone, opening hours and data budget, the
+// MQTT broker, the outbox and the probes to run.
 // testdata/valid-full.yml is a complete example with every field explained.
 //
 // Loading goes: read the file, parse the YAML, start from Defaults(), set each
@@ -10,6 +11,9 @@
 // per line, as
 //
 //	agent.yml:12: probes[0].interval: must be at least 1m0s (got 1s)
+//
+// Probe settings have defaults per kind (a line-quality summary every minute,
+// a speed test every 6 hours...): see kindDefaults.
 //
 // Values can use environment variables, for secrets: ${NAME} is replaced by
 // the variable's value, anywhere in a value (not in keys or comments); $$ is a
@@ -23,6 +27,7 @@ package config
 
 import (
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"time"
@@ -39,6 +44,15 @@ type Config struct {
 	// digits and inner hyphens, at most 63 characters (wire.ValidSite). It is
 	// in every topic and every Prometheus series. Required.
 	Site string `yaml:"site"`
+	// Timezone is the IANA name of the site's time zone: opening hours,
+	// schedule windows and the data budget's month are in it. Default
+	// "Europe/London".
+	Timezone string `yaml:"timezone"`
+	// OpeningHours are when the hub is open, per weekday. nil (left out):
+	// not known. A day not listed is closed.
+	OpeningHours *OpeningHours `yaml:"opening_hours"`
+	// DataBudget bounds the data speed tests use per calendar month.
+	DataBudget DataBudget `yaml:"data_budget"`
 	// DataDir is the agent's state directory; the outbox lives there
 	// (OutboxPath). Required. A relative path is relative to the directory
 	// of the config file.
@@ -103,26 +117,49 @@ type Probe struct {
 	// digits, '-' or '_', starting and ending with a letter or digit
 	// (wire.ValidProbeName), distinct within the agent. Required.
 	Name string `yaml:"name"`
-	// Kind is what the probe measures; the one kind is "speedtest".
-	// Required.
+	// Kind is what the probe measures: speedtest, linequality, dns, http or
+	// wifi. Required.
 	Kind string `yaml:"kind"`
-	// Interval is the time between the starts of two runs. Default 6h; 1m
-	// to 168h (7 days).
+	// Interval is the time between the starts of two runs. Its default and
+	// range depend on the kind (kindDefaults): speedtest 6h (1m to 168h),
+	// linequality 60s (10s to 1h; the length of one summary: it runs back
+	// to back), dns 5m, http 15m, wifi 5m (1m to 168h). Not with Schedule.
 	Interval time.Duration `yaml:"interval"`
 	// Splay is the most random delay added to each interval, so that a
-	// fleet of agents does not test at the same moment. Default 5m; 0 to
-	// Interval.
+	// fleet of agents does not test at the same moment. Default per kind
+	// (speedtest 5m, dns 30s, http 1m, wifi 0); 0 to Interval. Not with
+	// Schedule, nor for linequality.
 	Splay time.Duration `yaml:"splay"`
 	// FirstRun is the delay before the first run after the agent starts.
-	// Default 30s; 0 to Interval.
+	// Default per kind (speedtest 30s, dns 10s, http 15s, wifi 5s); 0 to
+	// Interval. Not with Schedule, nor for linequality.
 	FirstRun time.Duration `yaml:"first_run"`
-	// Timeout bounds a whole run. Default 2m; 10s to 30m. For a speedtest
-	// it must be more than 2 × Speedtest.Duration + 30s.
+	// Timeout bounds a whole run. Default per kind (speedtest 2m, dns 1m,
+	// http 2m, wifi 10s); 10s to 30m. For a speedtest it must be more than
+	// 2 × Speedtest.Duration + 30s, for dns more than DNS.Timeout, for http
+	// more than HTTP.Timeout. For linequality the default is Interval + 30s,
+	// and it must be at least Interval + LineQuality.Timeout + 10s and at
+	// most Interval + 30m.
 	Timeout time.Duration `yaml:"timeout"`
+	// Schedule runs a speedtest a number of times a day at random times
+	// inside daily windows, instead of every Interval. Only for kind
+	// speedtest. Default: {tests_per_day: 4, windows: [opening_hours]}
+	// when the config has OpeningHours and the probe sets none of
+	// interval, splay and first_run; otherwise none (the interval is used).
+	Schedule *Schedule `yaml:"schedule"`
 	// Speedtest configures a probe of kind speedtest, and is not allowed
 	// with any other kind. Leaving it out of the file gives all its
-	// defaults; after Load it is set for every speedtest probe.
+	// defaults; after Load it is set for every speedtest probe. So are
+	// the sections of the other kinds below, each for its own kind.
 	Speedtest *Speedtest `yaml:"speedtest"`
+	// LineQuality configures a probe of kind linequality.
+	LineQuality *LineQuality `yaml:"linequality"`
+	// DNS configures a probe of kind dns.
+	DNS *DNS `yaml:"dns"`
+	// HTTP configures a probe of kind http.
+	HTTP *HTTP `yaml:"http"`
+	// WiFi configures a probe of kind wifi.
+	WiFi *WiFi `yaml:"wifi"`
 }
 
 // Speedtest configures a speed test against an Ookla-compatible server.
@@ -151,18 +188,77 @@ func Defaults() *Config {
 			AckTimeout:     60 * time.Second,
 			StatusInterval: 60 * time.Second,
 		},
-		Outbox: Outbox{MaxMessages: 100_000},
+		Outbox:   Outbox{MaxMessages: 100_000},
+		Timezone: "Europe/London",
 	}
 }
 
-// applyDefaults sets the defaults of a probe listed in a file.
+// unset marks a probe's timing that the file did not set: its default
+// depends on the kind, known only once the whole probe is decoded.
+const unset = time.Duration(math.MinInt64)
+
+// applyDefaults sets the defaults of a probe listed in a file. Its timings
+// are set by complete, from the kind.
 func (p *Probe) applyDefaults() {
-	*p = Probe{
-		Interval: 6 * time.Hour,
-		Splay:    5 * time.Minute,
-		FirstRun: 30 * time.Second,
-		Timeout:  2 * time.Minute,
+	*p = Probe{Interval: unset, Splay: unset, FirstRun: unset, Timeout: unset}
+}
+
+// timings are a kind's default interval, splay, first run and timeout.
+type timings struct {
+	interval, splay, firstRun, timeout time.Duration
+	minInterval, maxInterval           time.Duration
+}
+
+// kindDefaults returns the timings of kind. An unknown kind gets those of a
+// speedtest (its problem is the kind).
+func kindDefaults(kind string) timings {
+	switch kind {
+	case wire.KindLineQuality:
+		// the timeout depends on the interval: see completeTimings
+		return timings{interval: time.Minute, minInterval: 10 * time.Second, maxInterval: time.Hour}
+	case wire.KindDNS:
+		return timings{5 * time.Minute, 30 * time.Second, 10 * time.Second, time.Minute, time.Minute, 7 * 24 * time.Hour}
+	case wire.KindHTTP:
+		return timings{15 * time.Minute, time.Minute, 15 * time.Second, 2 * time.Minute, time.Minute, 7 * 24 * time.Hour}
+	case wire.KindWiFi:
+		return timings{5 * time.Minute, 0, 5 * time.Second, 10 * time.Second, time.Minute, 7 * 24 * time.Hour}
 	}
+	return timings{6 * time.Hour, 5 * time.Minute, 30 * time.Second, 2 * time.Minute, time.Minute, 7 * 24 * time.Hour}
+}
+
+// completeTimings replaces the timings the file left out with the kind's
+// defaults. A scheduled speedtest keeps what it was given (unset: 0), for
+// Validate to refuse what does not apply; so does a linequality probe for
+// its splay and first run.
+func (p *Probe) completeTimings(openingHours bool) {
+	if p.Kind == wire.KindSpeedtest && p.Schedule == nil && openingHours &&
+		p.Interval == unset && p.Splay == unset && p.FirstRun == unset {
+		p.Schedule = &Schedule{TestsPerDay: defaultTestsPerDay, Windows: []string{WindowOpeningHours}}
+	}
+	d := kindDefaults(p.Kind)
+	fill := func(v *time.Duration, def time.Duration) {
+		if *v == unset {
+			*v = def
+		}
+	}
+	switch {
+	case p.Kind == wire.KindSpeedtest && p.Schedule != nil:
+		fill(&p.Interval, 0)
+		fill(&p.Splay, 0)
+		fill(&p.FirstRun, 0)
+	case p.Kind == wire.KindLineQuality:
+		fill(&p.Interval, d.interval)
+		fill(&p.Splay, 0)
+		fill(&p.FirstRun, 0)
+		if p.Timeout == unset && p.Interval >= 0 {
+			p.Timeout = p.Interval + 30*time.Second
+		}
+	default:
+		fill(&p.Interval, d.interval)
+		fill(&p.Splay, d.splay)
+		fill(&p.FirstRun, d.firstRun)
+	}
+	fill(&p.Timeout, d.timeout)
 }
 
 // applyDefaults sets the defaults of a speedtest section.
@@ -208,11 +304,14 @@ func (c *Config) complete(dir string) {
 		c.Broker.Username = c.Site
 	}
 	for i := range c.Probes {
-		p := &c.Probes[i]
-		if p.Kind == wire.KindSpeedtest && p.Speedtest == nil {
-			p.Speedtest = new(Speedtest)
-			p.Speedtest.applyDefaults()
+		if s := c.Probes[i].Schedule; s != nil && s.Windows == nil && c.OpeningHours != nil {
+			s.Windows = []string{WindowOpeningHours}
 		}
+	}
+	for i := range c.Probes {
+		p := &c.Probes[i]
+		p.completeTimings(c.OpeningHours != nil)
+		p.completeSection()
 	}
 	if dir == "" {
 		return
@@ -222,6 +321,16 @@ func (c *Config) complete(dir string) {
 			*p = filepath.Join(dir, *p)
 		}
 	}
+}
+
+// Location returns the site's time zone, Timezone; UTC if it is not valid
+// (Load refuses that).
+func (c *Config) Location() *time.Location {
+	loc, err := loadLocation(c.Timezone)
+	if err != nil {
+		return time.UTC
+	}
+	return loc
 }
 
 // OutboxPath is the outbox database file, outbox.db in DataDir.

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"flag"
+	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -11,6 +12,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	_ "time/tzdata" // the same zones on every machine
 )
 
 var update = flag.Bool("update", false, "rewrite testdata/invalid-*.err from the errors Load returns")
@@ -93,9 +95,16 @@ func TestLoadFull(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	nineToFive := []string{"09:00-17:00"}
 	want := &Config{
-		Site:    "leeds-central-library",
-		DataDir: "/var/lib/hubmon-agent",
+		Site:     "leeds-central-library",
+		Timezone: "Europe/London",
+		OpeningHours: &OpeningHours{
+			Monday: nineToFive, Tuesday: nineToFive, Wednesday: []string{"09:00-12:30", "13:30-19:00"},
+			Thursday: nineToFive, Friday: nineToFive, Saturday: []string{"10:00-13:00"}, Sunday: []string{},
+		},
+		DataBudget: DataBudget{Monthly: "20GB"},
+		DataDir:    "/var/lib/hubmon-agent",
 		Broker: Broker{
 			URL:            "ssl://hubmon.example.org:8883",
 			Username:       "leeds-central-library",
@@ -110,14 +119,34 @@ func TestLoadFull(t *testing.T) {
 		Outbox: Outbox{MaxMessages: 100000},
 		Probes: []Probe{
 			{
-				Name: "internet", Kind: "speedtest",
-				Interval: 6 * time.Hour, Splay: 5 * time.Minute, FirstRun: 30 * time.Second, Timeout: 2 * time.Minute,
+				Name: "internet", Kind: "speedtest", Timeout: 2 * time.Minute,
+				Schedule:  &Schedule{TestsPerDay: 4, Windows: []string{"opening_hours", "business_peak"}},
 				Speedtest: &Speedtest{ServerIDs: []string{"12345", "23456"}, Connections: 4, Duration: 10 * time.Second},
 			},
 			{
 				Name: "collector", Kind: "speedtest",
 				Interval: 24 * time.Hour, Splay: time.Hour, FirstRun: 5 * time.Minute, Timeout: 3 * time.Minute,
 				Speedtest: &Speedtest{ServerURL: "https://hubmon.example.org:8080/", Connections: 2, Duration: 15 * time.Second},
+			},
+			{
+				Name: "line", Kind: "linequality", Interval: time.Minute, Timeout: 90 * time.Second,
+				LineQuality: &LineQuality{UDPTarget: "hubmon.example.org:9471", ICMPTarget: "1.1.1.1",
+					SendInterval: 1500 * time.Millisecond, Timeout: 2 * time.Second, OutageAfter: 2},
+			},
+			{
+				Name: "dns", Kind: "dns", Interval: 5 * time.Minute, Splay: 30 * time.Second, FirstRun: 10 * time.Second, Timeout: time.Minute,
+				DNS: &DNS{Names: []string{"www.gov.uk", "www.nhs.uk", "www.leeds.gov.uk"}, Resolvers: []string{"system", "1.1.1.1:53"}, Timeout: 5 * time.Second},
+			},
+			{
+				Name: "services", Kind: "http", Interval: 15 * time.Minute, Splay: time.Minute, FirstRun: 15 * time.Second, Timeout: 2 * time.Minute,
+				HTTP: &HTTP{Services: []HTTPService{
+					{"gov-uk", "https://www.gov.uk/"}, {"nhs", "https://www.nhs.uk/"},
+					{"universal-credit", "https://www.universal-credit.service.gov.uk/"}, {"council", "https://www.leeds.gov.uk/"},
+				}, Timeout: 15 * time.Second},
+			},
+			{
+				Name: "wifi", Kind: "wifi", Interval: 5 * time.Minute, FirstRun: 5 * time.Second, Timeout: 10 * time.Second,
+				WiFi: &WiFi{Interface: "wlan0"},
 			},
 		},
 	}
@@ -128,6 +157,15 @@ func TestLoadFull(t *testing.T) {
 	if got, want := c.OutboxPath(), "/var/lib/hubmon-agent/outbox.db"; got != want {
 		t.Errorf("OutboxPath() = %q, want %q", got, want)
 	}
+	if got := c.DataBudget.Bytes(); got != 20e9 {
+		t.Errorf("DataBudget.Bytes() = %d, want 20e9", got)
+	}
+	if got := c.Location().String(); got != "Europe/London" {
+		t.Errorf("Location() = %s", got)
+	}
+	wed := []TimeRange{{9 * time.Hour, 12*time.Hour + 30*time.Minute}, {12 * time.Hour, 14 * time.Hour}, {13*time.Hour + 30*time.Minute, 19 * time.Hour}}
+	diff(t, c.WindowRanges(c.Probes[0].Schedule.Windows, time.Wednesday), wed)
+	diff(t, c.WindowRanges(c.Probes[0].Schedule.Windows, time.Sunday), []TimeRange{{12 * time.Hour, 14 * time.Hour}})
 }
 
 // TestParseDefaults checks what a minimal config turns into.
@@ -155,6 +193,65 @@ probes: [{name: local, kind: speedtest}]
 	diff(t, c, want)
 	if c.Broker.TLS() {
 		t.Error("Broker.TLS() = true for tcp://")
+	}
+}
+
+// TestParseKindDefaults checks the defaults of each kind, and the default
+// schedule of a speedtest at a site with opening hours.
+func TestParseKindDefaults(t *testing.T) {
+	c, err := Parse([]byte(`
+site: hub-1
+data_dir: state
+opening_hours: {monday: ["09:00-17:00"]}
+broker: {url: "tcp://h:1883", password: pw}
+probes:
+  - {name: scheduled, kind: speedtest}
+  - {name: every-6h, kind: speedtest, interval: 6h}
+  - {name: line, kind: linequality, linequality: {udp_target: "127.0.0.1:9471"}}
+  - {name: line-5m, kind: linequality, interval: 5m, linequality: {udp_target: "127.0.0.1:9471"}}
+  - {name: dns, kind: dns}
+  - {name: http, kind: http}
+  - {name: wifi, kind: wifi}
+`), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := &Speedtest{Connections: 4, Duration: 10 * time.Second}
+	lq := &LineQuality{UDPTarget: "127.0.0.1:9471", SendInterval: 1500 * time.Millisecond, Timeout: 2 * time.Second, OutageAfter: 2}
+	want := []Probe{
+		{Name: "scheduled", Kind: "speedtest", Timeout: 2 * time.Minute,
+			Schedule: &Schedule{TestsPerDay: 4, Windows: []string{"opening_hours"}}, Speedtest: st},
+		{Name: "every-6h", Kind: "speedtest", Interval: 6 * time.Hour, Splay: 5 * time.Minute, FirstRun: 30 * time.Second, Timeout: 2 * time.Minute, Speedtest: st},
+		{Name: "line", Kind: "linequality", Interval: time.Minute, Timeout: 90 * time.Second, LineQuality: lq},
+		{Name: "line-5m", Kind: "linequality", Interval: 5 * time.Minute, Timeout: 5*time.Minute + 30*time.Second, LineQuality: lq},
+		{Name: "dns", Kind: "dns", Interval: 5 * time.Minute, Splay: 30 * time.Second, FirstRun: 10 * time.Second, Timeout: time.Minute,
+			DNS: &DNS{Names: []string{"www.gov.uk", "www.nhs.uk"}, Resolvers: []string{"system"}, Timeout: 5 * time.Second}},
+		{Name: "http", Kind: "http", Interval: 15 * time.Minute, Splay: time.Minute, FirstRun: 15 * time.Second, Timeout: 2 * time.Minute,
+			HTTP: &HTTP{Services: []HTTPService{
+				{"gov-uk", "https://www.gov.uk/"}, {"nhs", "https://www.nhs.uk/"},
+				{"universal-credit", "https://www.universal-credit.service.gov.uk/"},
+			}, Timeout: 15 * time.Second}},
+		{Name: "wifi", Kind: "wifi", Interval: 5 * time.Minute, FirstRun: 5 * time.Second, Timeout: 10 * time.Second, WiFi: &WiFi{}},
+	}
+	diff(t, c.Probes, want)
+	if c.Timezone != "Europe/London" || c.DataBudget.Bytes() != 0 {
+		t.Errorf("timezone %q, budget %d", c.Timezone, c.DataBudget.Bytes())
+	}
+	// a schedule that names no windows gets the opening hours
+	c, err = Parse([]byte(`
+site: hub-1
+data_dir: state
+opening_hours: {saturday: ["10:00-12:00"]}
+broker: {url: "tcp://h:1883", password: pw}
+probes: [{name: st, kind: speedtest, schedule: {tests_per_day: 2}}]
+`), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	diff(t, c.Probes[0].Schedule, &Schedule{TestsPerDay: 2, Windows: []string{"opening_hours"}})
+	diff(t, c.WindowRanges(c.Probes[0].Schedule.Windows, time.Saturday), []TimeRange{{10 * time.Hour, 12 * time.Hour}})
+	if got := c.WindowRanges(c.Probes[0].Schedule.Windows, time.Friday); len(got) != 0 {
+		t.Errorf("friday: %v, want closed", got)
 	}
 }
 
@@ -260,13 +357,19 @@ func validConfig(tb testing.TB) *Config {
 	c.Broker.URL = "ssl://broker.example.org:8883"
 	c.Broker.Password = "pw"
 	c.Broker.CAFile = "testdata/tls/ca.pem"
+	c.Probes = []Probe{newProbe("local", "speedtest", false)}
+	return c
+}
+
+// newProbe returns a probe of kind with every default, as Load makes it
+// when the file names only the name and the kind.
+func newProbe(name, kind string, openingHours bool) Probe {
 	var p Probe
 	p.applyDefaults()
-	p.Name, p.Kind = "local", "speedtest"
-	p.Speedtest = new(Speedtest)
-	p.Speedtest.applyDefaults()
-	c.Probes = []Probe{p}
-	return c
+	p.Name, p.Kind = name, kind
+	p.completeTimings(openingHours)
+	p.completeSection()
+	return p
 }
 
 // TestValidate checks one rule at a time on an otherwise valid config.
@@ -315,7 +418,73 @@ func TestValidate(t *testing.T) {
 		{"speedtest missing", func(c *Config) { c.Probes[0].Speedtest = nil },
 			"probes[0].speedtest: required for kind speedtest"},
 		{"kind missing", func(c *Config) { c.Probes[0].Kind = "" },
-			"probes[0].kind: required; known kinds: speedtest"},
+			"probes[0].kind: required; known kinds: speedtest, linequality, dns, http, wifi"},
+		{"every kind", func(c *Config) {
+			for _, k := range []string{"linequality", "dns", "http", "wifi"} {
+				c.Probes = append(c.Probes, newProbe(k, k, false))
+			}
+			c.Probes[1].LineQuality.UDPTarget = "127.0.0.1:9471"
+		}, ""},
+		{"linequality interval 10s", func(c *Config) {
+			p := newProbe("line", "linequality", false)
+			p.Interval, p.Timeout, p.LineQuality.UDPTarget = 10*time.Second, 22*time.Second, "[::1]:9471"
+			c.Probes = append(c.Probes, p)
+		}, ""},
+		{"linequality interval 9s", func(c *Config) {
+			p := newProbe("line", "linequality", false)
+			p.Interval, p.LineQuality.UDPTarget = 9*time.Second, "h:1"
+			c.Probes = append(c.Probes, p)
+		}, "probes[1].interval: must be at least 10s (got 9s)"},
+		{"linequality interval 1h", func(c *Config) {
+			p := newProbe("line", "linequality", false)
+			p.Interval, p.Timeout, p.LineQuality.UDPTarget = time.Hour+time.Second, time.Hour+time.Minute, "h:1"
+			c.Probes = append(c.Probes, p)
+		}, "probes[1].interval: must be at most 1h0m0s (got 1h0m1s)"},
+		{"dns interval 59s", func(c *Config) {
+			p := newProbe("dns", "dns", false)
+			p.Interval = 59 * time.Second
+			c.Probes = append(c.Probes, p)
+		}, "probes[1].interval: must be at least 1m0s (got 59s)"},
+		{"too many lookups", func(c *Config) {
+			p := newProbe("dns", "dns", false)
+			p.DNS.Resolvers = nil
+			for i := range 33 {
+				p.DNS.Resolvers = append(p.DNS.Resolvers, fmt.Sprintf("10.0.0.%d:53", i))
+			}
+			c.Probes = append(c.Probes, p)
+		}, "probes[1].dns.names: names × resolvers must be at most 64 (got 2 × 33)"},
+		{"wifi section on speedtest", func(c *Config) { c.Probes[0].WiFi = &WiFi{} },
+			"probes[0].wifi: only for kind wifi, not speedtest"},
+		{"dns section missing", func(c *Config) {
+			p := newProbe("dns", "dns", false)
+			p.DNS = nil
+			c.Probes = append(c.Probes, p)
+		}, "probes[1].dns: required for kind dns"},
+		{"scheduled speedtest", func(c *Config) {
+			c.OpeningHours = &OpeningHours{Monday: []string{"09:00-17:00"}}
+			c.Probes[0] = newProbe("local", "speedtest", true)
+		}, ""},
+		{"schedule with interval", func(c *Config) {
+			c.Probes[0].Schedule = &Schedule{TestsPerDay: 2, Windows: []string{"always"}}
+		}, "probes[0].interval: not used with schedule, which sets the times; leave it out (got 6h0m0s)\n" +
+			"probes[0].splay: not used with schedule, which sets the times; leave it out (got 5m0s)\n" +
+			"probes[0].first_run: not used with schedule, which sets the times; leave it out (got 30s)"},
+		{"opening_hours window without opening hours", func(c *Config) {
+			c.Probes[0].Interval, c.Probes[0].Splay, c.Probes[0].FirstRun = 0, 0, 0
+			c.Probes[0].Schedule = &Schedule{TestsPerDay: 2, Windows: []string{"opening_hours"}}
+		}, `probes[0].schedule.windows[0]: needs opening_hours (at the top of the file), which are not set (got "opening_hours")`},
+		{"timezone UTC", func(c *Config) { c.Timezone = "UTC" }, ""},
+		{"timezone Local", func(c *Config) { c.Timezone = "Local" },
+			`timezone: unknown time zone: use an IANA zone name, like "Europe/London" (got "Local")`},
+		{"budget too large", func(c *Config) { c.DataBudget.Monthly = "1001TB" },
+			`data_budget.monthly: must be at most 1000TB (got "1001TB")`},
+		{"opening hours back to back", func(c *Config) {
+			c.OpeningHours = &OpeningHours{Friday: []string{"13:00-24:00", "00:00-02:00", "02:00-13:00"}}
+		}, ""},
+		{"opening hours overlap a long range", func(c *Config) {
+			c.OpeningHours = &OpeningHours{Friday: []string{"08:00-20:00", "09:00-10:00", "11:00-12:00"}}
+		}, "opening_hours.friday[1]: overlaps friday[0], \"08:00-20:00\" (got \"09:00-10:00\")\n" +
+			"opening_hours.friday[2]: overlaps friday[0], \"08:00-20:00\" (got \"11:00-12:00\")"},
 		{"server_url and server_ids", func(c *Config) {
 			c.Probes[0].Speedtest.ServerURL = "http://s"
 			c.Probes[0].Speedtest.ServerIDs = []string{"1"}
@@ -420,7 +589,7 @@ func TestParseDuration(t *testing.T) {
 // its nearest enclosing field.
 func TestParseLines(t *testing.T) {
 	_, err := Parse([]byte("site: hub-1\ndata_dir: /d\nbroker:\n  url: tcp://h:1\n  password: pw\nprobes:\n  - name: x\n"), nil)
-	want := "line 7: probes[0].kind: required; known kinds: speedtest"
+	want := "line 7: probes[0].kind: required; known kinds: speedtest, linequality, dns, http, wifi"
 	if err == nil || err.Error() != want {
 		t.Errorf("Parse error = %v, want %s", err, want)
 	}

@@ -12,7 +12,9 @@ import (
 )
 
 // knownKinds lists the probe kinds, for messages.
-func knownKinds() []string { return []string{wire.KindSpeedtest} }
+func knownKinds() []string {
+	return []string{wire.KindSpeedtest, wire.KindLineQuality, wire.KindDNS, wire.KindHTTP, wire.KindWiFi}
+}
 
 // Validate checks c and returns every problem found, joined, one per line,
 // each naming the field and its value. It checks that the files c names
@@ -29,6 +31,7 @@ func (c *Config) problems() []*problem {
 			k.add("data_dir", c.DataDir, "is a file, not a directory")
 		}
 	}
+	c.checkSite(&k)
 	c.Broker.check(&k)
 	if c.Broker.Username != "" && c.Site != "" && c.Broker.Username != c.Site {
 		k.add("broker.username", c.Broker.Username, "must be the site id %q: brokers bind a site's client id and topics to its user name (leave it out)", c.Site)
@@ -45,7 +48,7 @@ func (c *Config) problems() []*problem {
 	for i := range c.Probes {
 		p := &c.Probes[i]
 		path := fmt.Sprintf("probes[%d]", i)
-		p.check(&k, path)
+		p.check(&k, path, c)
 		if p.Name == "" {
 			continue
 		}
@@ -72,44 +75,64 @@ func (b *Broker) check(k *checker) {
 	k.duration("broker.status_interval", b.StatusInterval, 10*time.Second, time.Hour)
 }
 
-func (p *Probe) check(k *checker, path string) {
+func (p *Probe) check(k *checker, path string, c *Config) {
 	if k.required(path+".name", p.Name) && !wire.ValidProbeName(p.Name) {
 		k.add(path+".name", p.Name, "must be 1 to 32 lower-case letters, digits, '-' or '_', starting and ending with a letter or digit")
 	}
 	kinds := strings.Join(knownKinds(), ", ")
-	switch p.Kind {
-	case wire.KindSpeedtest:
-	case "":
+	switch {
+	case slices.Contains(knownKinds(), p.Kind):
+	case p.Kind == "":
 		k.addNoValue(path+".kind", "required; known kinds: %s", kinds)
 	default:
 		k.add(path+".kind", p.Kind, "unknown kind; known kinds: %s", kinds)
 	}
 
-	intervalOK := k.duration(path+".interval", p.Interval, time.Minute, 7*24*time.Hour)
+	scheduled := p.Kind == wire.KindSpeedtest && p.Schedule != nil
+	backToBack := p.Kind == wire.KindLineQuality
+	intervalOK := false
+	switch {
+	case scheduled:
+		// the schedule sets the times
+		for _, f := range []struct {
+			name string
+			v    time.Duration
+		}{{"interval", p.Interval}, {"splay", p.Splay}, {"first_run", p.FirstRun}} {
+			if f.v != 0 {
+				k.add(path+"."+f.name, f.v, "not used with schedule, which sets the times; leave it out")
+			}
+		}
+	default:
+		d := kindDefaults(p.Kind)
+		intervalOK = k.duration(path+".interval", p.Interval, d.minInterval, d.maxInterval)
+	}
 	for _, f := range []struct {
 		name string
 		v    time.Duration
 	}{{"splay", p.Splay}, {"first_run", p.FirstRun}} {
 		switch {
+		case scheduled:
+		case backToBack && f.v != 0:
+			k.add(path+"."+f.name, f.v, "not used by kind linequality, which runs back to back; leave it out")
 		case f.v < 0:
 			k.add(path+"."+f.name, f.v, "must not be negative")
 		case intervalOK && f.v > p.Interval:
 			k.add(path+"."+f.name, f.v, "must be at most the interval, %s", p.Interval)
 		}
 	}
-	timeoutOK := k.duration(path+".timeout", p.Timeout, 10*time.Second, 30*time.Minute)
-
-	switch {
-	case p.Kind == wire.KindSpeedtest && p.Speedtest == nil:
-		k.addNoValue(path+".speedtest", "required for kind speedtest")
-	case p.Kind == wire.KindSpeedtest:
-		p.Speedtest.check(k, path+".speedtest")
-		if need := 2*p.Speedtest.Duration + 30*time.Second; timeoutOK && p.Timeout <= need {
-			k.add(path+".timeout", p.Timeout, "must be more than %s, 2 × speedtest.duration + 30s", need)
-		}
-	case p.Speedtest != nil && slices.Contains(knownKinds(), p.Kind):
-		k.addNoValue(path+".speedtest", "only for kind speedtest, not %s", p.Kind)
+	timeoutOK := false
+	if !backToBack { // linequality: checked with its section
+		timeoutOK = k.duration(path+".timeout", p.Timeout, 10*time.Second, 30*time.Minute)
 	}
+
+	if p.Schedule != nil {
+		if p.Kind == wire.KindSpeedtest {
+			p.Schedule.check(k, path, c)
+		} else if slices.Contains(knownKinds(), p.Kind) {
+			k.addNoValue(path+".schedule", "only for kind speedtest, not %s: the others run on their interval", p.Kind)
+		}
+	}
+	p.checkSections(k, path, timeoutOK)
 }
 
 func (s *Speedtest) check(k *checker, path string) {

@@ -52,7 +52,11 @@ type Options struct {
 	AgentVersion, OS, Arch string
 	Started                time.Time
 	// Lost, if set, reports measurements that never reached the outbox.
-	Lost   func() int64
+	Lost func() int64
+	// Budget, if set, fills the data-budget fields of each status
+	// (BudgetMonth, DataBudgetBytes, DataUsedBytes, SpeedtestsSkipped,
+	// SpeedtestsShortened); it is called from the publisher's goroutine.
+	Budget func(st *wire.Status)
 	Logger *slog.Logger
 	Now    func() time.Time
 }
@@ -158,6 +162,9 @@ func (p *Publisher) status(state string, session int64, connectedAt time.Time) [
 	}
 	if p.opts.Lost != nil {
 		st.MeasurementsLostTotal = p.opts.Lost()
+	}
+	if p.opts.Budget != nil {
+		p.opts.Budget(&st)
 	}
 	b, _ := json.Marshal(st) // cannot fail: plain fields
 	return b

@@ -3,7 +3,6 @@ package schedule
 import (
 	"context"
 	"errors"
-	"log/slog"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -79,8 +78,10 @@ func TestRunOnceCancelledRecordsNothing(t *testing.T) {
 	}
 }
 
-// TestHeavyJobsNeverOverlap runs two heavy jobs on a short interval and
-// checks that they were never inside Probe at the same time.
+// TestHeavyJobsNeverOverlap runs two heavy jobs on a short interval, in real
+// time, and checks that they were never inside Probe at the same time (a
+// heavy job on an interval waits for the other; planned ones skip: see
+// TestPlannedNeverOverlap).
 func TestHeavyJobsNeverOverlap(t *testing.T) {
 	var inside, maxInside, runs atomic.Int32
 	p := func(ctx context.Context) (probe.Result, error) {
@@ -103,12 +104,12 @@ func TestHeavyJobsNeverOverlap(t *testing.T) {
 	got := 0
 	done := make(chan struct{})
 	go func() {
-		Run(ctx, []Job{a, b}, func(ctx context.Context, m *wire.Measurement) error {
+		Run(ctx, []Job{a, b}, Options{Sink: func(ctx context.Context, m *wire.Measurement) error {
 			mu.Lock()
 			got++
 			mu.Unlock()
 			return nil
-		}, slog.New(slog.DiscardHandler))
+		}})
 		close(done)
 	}()
 	deadline := time.Now().Add(10 * time.Second)
@@ -122,5 +123,30 @@ func TestHeavyJobsNeverOverlap(t *testing.T) {
 	}
 	if maxInside.Load() != 1 {
 		t.Fatalf("%d heavy probes ran at once", maxInside.Load())
+	}
+}
+
+// TestRunOnceKinds: RunOnce passes each kind's figures on, and runs a heavy
+// job at its full duration (once ignores schedule and budget).
+func TestRunOnceKinds(t *testing.T) {
+	var got time.Duration
+	heavy := job(nil)
+	heavy.Duration = 7 * time.Second
+	heavy.NewProber = func(d time.Duration) probe.Prober {
+		got = d
+		return proberFunc(func(ctx context.Context) (probe.Result, error) {
+			return probe.Result{Kind: wire.KindSpeedtest, Speedtest: &wire.Speedtest{DownloadBytes: 1}}, nil
+		})
+	}
+	if m := RunOnce(context.Background(), heavy); got != 7*time.Second || m.Speedtest.DownloadBytes != 1 {
+		t.Fatalf("heavy job ran for %s: %+v", got, m)
+	}
+	res := probe.Result{
+		LineQuality: &wire.LineQuality{Method: "udp"}, DNS: &wire.DNS{}, HTTP: &wire.HTTP{}, WiFi: &wire.WiFi{Interface: "wlan0"},
+	}
+	m := RunOnce(context.Background(), Job{Name: "x", Kind: wire.KindWiFi, Timeout: time.Second,
+		Prober: proberFunc(func(ctx context.Context) (probe.Result, error) { return res, nil })})
+	if m.LineQuality != res.LineQuality || m.DNS != res.DNS || m.HTTP != res.HTTP || m.WiFi != res.WiFi || m.Speedtest != nil {
+		t.Fatalf("figures not passed on: %+v", m)
 	}
 }

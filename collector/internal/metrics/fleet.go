@@ -19,7 +19,9 @@ import (
 	"github.com/hubmon/hubmon/collector/internal/store"
 )
 
-type probeKey struct{ site, probe string }
+// probeKey names a probe of a site; variant tells apart the line-quality
+// streams (udp, icmp) of one probe.
+type probeKey struct{ site, probe, variant string }
 
 // figure is a value and when it was measured.
 type figure struct {
@@ -88,13 +90,17 @@ func pick(cur *figure, v *float64, at time.Time) *figure {
 func (f *Fleet) Observe(m *wire.Measurement) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	k := probeKey{m.Site, m.Probe}
+	k := probeKey{site: m.Site, probe: m.Probe}
 	if r, ok := f.runs[k]; !ok || !m.MeasuredAt.Before(r.at) {
 		f.runs[k] = runState{kind: m.Kind, at: m.MeasuredAt, success: m.Success}
 	}
 	if m.Kind != wire.KindSpeedtest {
-		if cur := f.light[k]; cur == nil || !m.MeasuredAt.Before(cur.MeasuredAt) {
-			f.light[k] = m
+		lk := k
+		if m.LineQuality != nil {
+			lk.variant = m.LineQuality.Method
+		}
+		if cur := f.light[lk]; cur == nil || !m.MeasuredAt.Before(cur.MeasuredAt) {
+			f.light[lk] = m
 		}
 		return
 	}

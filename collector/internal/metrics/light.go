@@ -10,23 +10,25 @@ var (
 	descProbeLastRun = prometheus.NewDesc("hubmon_probe_last_run_timestamp_seconds",
 		"When the most recent run of the probe started (Unix time).", []string{"site", "probe", "kind"}, nil)
 
-	// line quality: the most recent summary (one per interval, about a minute)
+	// line quality: the most recent summary (one per interval, about a
+	// minute), by method (udp to the echo responder, icmp)
+	labelsLQ   = []string{"site", "probe", "method"}
 	descLQSent = prometheus.NewDesc("hubmon_linequality_sent_probes",
-		"Probes sent in the most recent line-quality interval.", labelsProbe, nil)
+		"Probes sent in the most recent line-quality interval.", labelsLQ, nil)
 	descLQLoss = prometheus.NewDesc("hubmon_linequality_loss_ratio",
-		"Share of probes lost in the most recent line-quality interval (0-1).", labelsProbe, nil)
+		"Share of probes lost in the most recent line-quality interval (0-1).", labelsLQ, nil)
 	descLQRTT = prometheus.NewDesc("hubmon_linequality_rtt_seconds",
-		"Round-trip time in the most recent line-quality interval, by statistic (min, p50, p95, max).", []string{"site", "probe", "statistic"}, nil)
+		"Round-trip time in the most recent line-quality interval, by statistic (min, p50, p95, max).", []string{"site", "probe", "method", "statistic"}, nil)
 	descLQJitter = prometheus.NewDesc("hubmon_linequality_jitter_seconds",
-		"Mean absolute difference of consecutive RTTs in the most recent line-quality interval.", labelsProbe, nil)
+		"Mean absolute difference of consecutive RTTs in the most recent line-quality interval.", labelsLQ, nil)
 	descLQInterval = prometheus.NewDesc("hubmon_linequality_interval_seconds",
-		"Length of the most recent line-quality interval.", labelsProbe, nil)
+		"Length of the most recent line-quality interval.", labelsLQ, nil)
 	descLQOutage = prometheus.NewDesc("hubmon_linequality_outage_active",
-		"1 while a disconnection is going on (at the end of the most recent interval).", labelsProbe, nil)
+		"1 while a disconnection is going on (at the end of the most recent interval).", labelsLQ, nil)
 	descLQOutageSince = prometheus.NewDesc("hubmon_linequality_outage_start_timestamp_seconds",
-		"When the disconnection going on began (Unix time); absent when none.", labelsProbe, nil)
+		"When the disconnection going on began (Unix time); absent when none.", labelsLQ, nil)
 	descLQLastOutage = prometheus.NewDesc("hubmon_linequality_last_outage_duration_seconds",
-		"Duration of the last disconnection that ended in the most recent interval, by cause (wan: the router answered; lan: it did not).", []string{"site", "probe", "cause"}, nil)
+		"Duration of the last disconnection that ended in the most recent interval, by cause (wan: the router answered; lan: it did not).", []string{"site", "probe", "method", "cause"}, nil)
 
 	// DNS
 	descDNSSuccess = prometheus.NewDesc("hubmon_dns_success",
@@ -95,26 +97,26 @@ func (f *Fleet) collectLight(gauge func(d *prometheus.Desc, v float64, lv ...str
 		switch {
 		case m.LineQuality != nil:
 			l := m.LineQuality
-			gauge(descLQSent, float64(l.Sent), k.site, k.probe)
+			gauge(descLQSent, float64(l.Sent), k.site, k.probe, l.Method)
 			if l.Sent > 0 {
-				gauge(descLQLoss, float64(l.Sent-l.Received)/float64(l.Sent), k.site, k.probe)
+				gauge(descLQLoss, float64(l.Sent-l.Received)/float64(l.Sent), k.site, k.probe, l.Method)
 			}
-			opt(descLQRTT, l.RTTMinSeconds, 1, k.site, k.probe, "min")
-			opt(descLQRTT, l.RTTP50Seconds, 1, k.site, k.probe, "p50")
-			opt(descLQRTT, l.RTTP95Seconds, 1, k.site, k.probe, "p95")
-			opt(descLQRTT, l.RTTMaxSeconds, 1, k.site, k.probe, "max")
-			opt(descLQJitter, l.JitterSeconds, 1, k.site, k.probe)
-			gauge(descLQInterval, l.IntervalSeconds, k.site, k.probe)
-			gauge(descLQOutage, b2f(l.OutageSince != nil), k.site, k.probe)
+			opt(descLQRTT, l.RTTMinSeconds, 1, k.site, k.probe, l.Method, "min")
+			opt(descLQRTT, l.RTTP50Seconds, 1, k.site, k.probe, l.Method, "p50")
+			opt(descLQRTT, l.RTTP95Seconds, 1, k.site, k.probe, l.Method, "p95")
+			opt(descLQRTT, l.RTTMaxSeconds, 1, k.site, k.probe, l.Method, "max")
+			opt(descLQJitter, l.JitterSeconds, 1, k.site, k.probe, l.Method)
+			gauge(descLQInterval, l.IntervalSeconds, k.site, k.probe, l.Method)
+			gauge(descLQOutage, b2f(l.OutageSince != nil), k.site, k.probe, l.Method)
 			if l.OutageSince != nil {
-				gauge(descLQOutageSince, unix(*l.OutageSince), k.site, k.probe)
+				gauge(descLQOutageSince, unix(*l.OutageSince), k.site, k.probe, l.Method)
 			}
 			last := map[string]float64{}
 			for _, o := range l.Outages {
 				last[o.Cause] = o.DurationSeconds
 			}
 			for cause, d := range last {
-				gauge(descLQLastOutage, d, k.site, k.probe, cause)
+				gauge(descLQLastOutage, d, k.site, k.probe, l.Method, cause)
 			}
 		case m.DNS != nil:
 			for _, r := range m.DNS.Results {
