@@ -37,6 +37,12 @@ type speedState struct {
 	upload        *figure
 	latency       *figure
 	jitter        *figure
+	loadedDown    *figure
+	loadedUp      *figure
+	addedDown     *figure
+	addedUp       *figure
+	grade         string
+	gradeAt       time.Time
 	downloadBytes int64
 	uploadBytes   int64
 }
@@ -125,6 +131,13 @@ func (f *Fleet) Observe(m *wire.Measurement) {
 	s.upload = pick(s.upload, st.UploadBitsPerSecond, at)
 	s.latency = pick(s.latency, st.LatencySeconds, at)
 	s.jitter = pick(s.jitter, st.JitterSeconds, at)
+	s.loadedDown = pick(s.loadedDown, st.LatencyUnderDownloadSeconds, at)
+	s.loadedUp = pick(s.loadedUp, st.LatencyUnderUploadSeconds, at)
+	s.addedDown = pick(s.addedDown, st.AddedLatencyUnderDownloadSeconds, at)
+	s.addedUp = pick(s.addedUp, st.AddedLatencyUnderUploadSeconds, at)
+	if st.BufferbloatGrade != "" && !at.Before(s.gradeAt) {
+		s.grade, s.gradeAt = st.BufferbloatGrade, at
+	}
 }
 
 // ObserveAgent records the stored state of a site's agent.
@@ -158,6 +171,12 @@ var (
 		"Jitter (standard deviation of the idle RTT), of the most recent test that measured it.", labelsProbe, nil)
 	descFigureTime = prometheus.NewDesc("hubmon_speedtest_figure_timestamp_seconds",
 		"When the exported value of each figure was measured (Unix time).", []string{"site", "probe", "figure"}, nil)
+	descLoaded = prometheus.NewDesc("hubmon_speedtest_loaded_latency_seconds",
+		"Median round-trip time while the line was downloading / uploading (latency under load).", []string{"site", "probe", "direction"}, nil)
+	descAdded = prometheus.NewDesc("hubmon_speedtest_added_latency_seconds",
+		"Latency under load minus idle latency, by direction: what a video call feels while the line is busy.", []string{"site", "probe", "direction"}, nil)
+	descGrade = prometheus.NewDesc("hubmon_speedtest_bufferbloat_grade",
+		"Bufferbloat grade of the most recent test that graded it (A+ < 5 ms added latency, A < 30, B < 60, C < 200, D < 400, F); value always 1.", []string{"site", "probe", "grade"}, nil)
 	descSuccess = prometheus.NewDesc("hubmon_speedtest_success",
 		"1 if the most recent speed test succeeded, 0 if it failed.", labelsProbe, nil)
 	descLastAttempt = prometheus.NewDesc("hubmon_speedtest_last_attempt_timestamp_seconds",
@@ -183,7 +202,7 @@ var (
 
 // Describe implements prometheus.Collector.
 func (f *Fleet) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descDownload, descUpload, descLatency, descJitter, descFigureTime,
+	for _, d := range []*prometheus.Desc{descDownload, descUpload, descLatency, descJitter, descFigureTime, descLoaded, descAdded, descGrade,
 		descSuccess, descLastAttempt, descLastSuccess, descBytes, descUp, descLastSeen, descInfo, descBacklog,
 		descDropped, descStart} {
 		ch <- d
@@ -226,6 +245,18 @@ func (f *Fleet) Collect(ch chan<- prometheus.Metric) {
 		gauge(descLastAttempt, unix(s.lastAttempt), k.site, k.probe)
 		if !s.lastSuccess.IsZero() {
 			gauge(descLastSuccess, unix(s.lastSuccess), k.site, k.probe)
+		}
+		for _, fig := range []struct {
+			d         *prometheus.Desc
+			f         *figure
+			direction string
+		}{{descLoaded, s.loadedDown, "download"}, {descLoaded, s.loadedUp, "upload"}, {descAdded, s.addedDown, "download"}, {descAdded, s.addedUp, "upload"}} {
+			if fig.f != nil {
+				gauge(fig.d, fig.f.v, k.site, k.probe, fig.direction)
+			}
+		}
+		if s.grade != "" {
+			gauge(descGrade, 1, k.site, k.probe, s.grade)
 		}
 		gauge(descBytes, float64(s.downloadBytes), k.site, k.probe, "download")
 		gauge(descBytes, float64(s.uploadBytes), k.site, k.probe, "upload")
