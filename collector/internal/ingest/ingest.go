@@ -129,7 +129,14 @@ func (in *Ingester) LoadState(ctx context.Context, assumeOffline bool) error {
 		}
 		in.opts.Fleet.ObserveAgent(a)
 	}
-	rows, err := in.opts.Store.Recent(ctx, 50)
+	totals, err := in.opts.Store.LineTotals(ctx)
+	if err != nil {
+		return err
+	}
+	for _, t := range totals {
+		in.opts.Fleet.SetLineTotal(t)
+	}
+	rows, err := in.opts.Store.Recent(ctx, in.opts.Now().Add(-30*24*time.Hour), 50)
 	if err != nil {
 		return err
 	}
@@ -305,6 +312,7 @@ func (in *Ingester) commit(batch []*request) {
 			m := it.Measurement
 			if o == store.Stored {
 				in.opts.Fleet.Observe(m)
+				in.opts.Fleet.Count(m)
 				in.opts.Health.IngestDelay.Observe(now.Sub(m.MeasuredAt).Seconds())
 			}
 			in.opts.Fleet.Seen(m.Site, it.ReceivedAt)

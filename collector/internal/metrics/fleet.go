@@ -65,13 +65,14 @@ type Fleet struct {
 	// schema's limit on results per message
 	light  map[probeKey]*wire.Measurement
 	runs   map[probeKey]runState
+	totals map[probeKey]*lineTotal
 	agents map[string]store.Agent
 }
 
 // NewFleet returns an empty Fleet.
 func NewFleet() *Fleet {
 	return &Fleet{speeds: map[probeKey]*speedState{}, light: map[probeKey]*wire.Measurement{},
-		runs: map[probeKey]runState{}, agents: map[string]store.Agent{}}
+		runs: map[probeKey]runState{}, totals: map[probeKey]*lineTotal{}, agents: map[string]store.Agent{}}
 }
 
 // bytes converts a bits-per-second figure to the bytes per second that
@@ -97,8 +98,12 @@ func (f *Fleet) Observe(m *wire.Measurement) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	k := probeKey{site: m.Site, probe: m.Probe}
-	if r, ok := f.runs[k]; !ok || !m.MeasuredAt.Before(r.at) {
+	r, known := f.runs[k]
+	if !known || !m.MeasuredAt.Before(r.at) {
 		f.runs[k] = runState{kind: m.Kind, at: m.MeasuredAt, success: m.Success}
+	}
+	if !known {
+		defer f.enforceCap(m.Site) // after this probe's state is in place
 	}
 	if m.Kind != wire.KindSpeedtest {
 		lk := k
@@ -210,6 +215,9 @@ func (f *Fleet) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range lightDescs {
 		ch <- d
 	}
+	for _, d := range totalDescs {
+		ch <- d
+	}
 }
 
 func unix(t time.Time) float64 { return float64(t.UnixNano()) / 1e9 }
@@ -262,6 +270,7 @@ func (f *Fleet) Collect(ch chan<- prometheus.Metric) {
 		gauge(descBytes, float64(s.uploadBytes), k.site, k.probe, "upload")
 	}
 	f.collectLight(gauge)
+	f.collectTotals(emit)
 	for site, a := range f.agents {
 		up := 0.0
 		if a.State == wire.StateOnline {

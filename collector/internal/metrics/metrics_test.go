@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"os"
 	"os/exec"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -108,5 +109,56 @@ func TestPromtoolCheckMetrics(t *testing.T) {
 		if !strings.Contains(text, want) {
 			t.Errorf("exposition lacks %s", want)
 		}
+	}
+}
+
+func lq(at time.Time, sent, recv int64, outages ...float64) *wire.Measurement {
+	m := &wire.Measurement{Site: "leeds-1", Probe: "line", Kind: wire.KindLineQuality, MeasuredAt: at, Success: true,
+		LineQuality: &wire.LineQuality{Method: "udp", Target: "x:1", IntervalSeconds: 60, Sent: sent, Received: recv}}
+	for _, d := range outages {
+		m.LineQuality.Outages = append(m.LineQuality.Outages, wire.Outage{Start: at, End: at.Add(time.Duration(d * float64(time.Second))), DurationSeconds: d, Cause: wire.CauseWAN, LostProbes: 3})
+	}
+	return m
+}
+
+// TestLineTotalsSurviveABurst: an outbox draining after a WAN outage
+// delivers several summaries between two scrapes; the counters keep them.
+func TestLineTotalsSurviveABurst(t *testing.T) {
+	f := NewFleet()
+	f.SetLineTotal(store.LineTotal{Site: "leeds-1", Probe: "line", Method: "udp", Sent: 1000, Received: 990,
+		Outages: map[string]int64{"wan": 1}, OutageSeconds: map[string]float64{"wan": 30}})
+	for i, m := range []*wire.Measurement{lq(t0, 40, 40), lq(t0.Add(time.Minute), 40, 0), lq(t0.Add(2*time.Minute), 40, 10, 100), lq(t0.Add(3*time.Minute), 40, 40)} {
+		f.Observe(m)
+		f.Count(m)
+		_ = i
+	}
+	want := `
+# HELP hubmon_linequality_outage_seconds_total Time disconnected, by cause, over the whole history (counted when each disconnection ends).
+# TYPE hubmon_linequality_outage_seconds_total counter
+hubmon_linequality_outage_seconds_total{cause="lan",method="udp",probe="line",site="leeds-1"} 0
+hubmon_linequality_outage_seconds_total{cause="unknown",method="udp",probe="line",site="leeds-1"} 0
+hubmon_linequality_outage_seconds_total{cause="wan",method="udp",probe="line",site="leeds-1"} 130
+# HELP hubmon_linequality_probes_lost_total Line-quality probes lost, over the whole history.
+# TYPE hubmon_linequality_probes_lost_total counter
+hubmon_linequality_probes_lost_total{method="udp",probe="line",site="leeds-1"} 80
+`
+	if err := testutil.CollectAndCompare(f, strings.NewReader(want), "hubmon_linequality_outage_seconds_total", "hubmon_linequality_probes_lost_total"); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestProbesPerSiteBounded(t *testing.T) {
+	f := NewFleet()
+	for i := range 1000 {
+		m := lq(t0.Add(time.Duration(i)*time.Second), 40, 40)
+		m.Probe = "p" + strconv.Itoa(i)
+		f.Observe(m)
+	}
+	f.mu.Lock()
+	n, light := len(f.runs), len(f.light)
+	_, newest := f.runs[probeKey{site: "leeds-1", probe: "p999"}]
+	f.mu.Unlock()
+	if n != MaxProbesPerSite || light != MaxProbesPerSite || !newest {
+		t.Fatalf("runs %d light %d (newest kept %v), want %d", n, light, newest, MaxProbesPerSite)
 	}
 }

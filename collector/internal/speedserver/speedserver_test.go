@@ -486,7 +486,7 @@ func BenchmarkDownload(b *testing.B) {
 }
 
 func TestTokenAndConnectionLimit(t *testing.T) {
-	s := New(Options{Token: "s3cret", MaxConnections: 2})
+	s := New(Options{Token: "s3cret"})
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -508,7 +508,14 @@ func TestTokenAndConnectionLimit(t *testing.T) {
 			t.Errorf("GET %s = %d, want %d", tt.query, resp.StatusCode, tt.code)
 		}
 	}
-	// two idle connections fill the server; a third is closed at once
+	// two idle connections fill a server; a third is closed at once
+	s = New(Options{MaxConnections: 2})
+	ln, err = net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go s.Serve(ln)
+	defer s.Close()
 	var held []net.Conn
 	for range 2 {
 		c, err := net.Dial("tcp", ln.Addr().String())

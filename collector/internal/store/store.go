@@ -301,15 +301,18 @@ type Row struct {
 	ReceivedAt time.Time
 }
 
-// Recent returns, for every (site, probe), up to perProbe most recent
-// measurements, newest first: what the metrics need after a restart.
-func (s *Store) Recent(ctx context.Context, perProbe int) ([]Row, error) {
+// Recent returns, for every (site, probe) measured since since, up to
+// perProbe most recent measurements, newest first: what the metrics need
+// after a restart. A probe not heard of since then (removed from an agent's
+// config) is left out.
+func (s *Store) Recent(ctx context.Context, since time.Time, perProbe int) ([]Row, error) {
 	// one index seek per (site, probe), not a window over the whole history
 	rows, err := s.r.QueryContext(ctx, `SELECT m.received_at, m.payload
 		FROM (SELECT DISTINCT site, probe FROM measurements) AS p
 		JOIN measurements AS m ON m.rowid IN (
-			SELECT rowid FROM measurements WHERE site = p.site AND probe = p.probe ORDER BY measured_at DESC LIMIT ?)
-		ORDER BY m.site, m.probe, m.measured_at DESC`, perProbe)
+			SELECT rowid FROM measurements WHERE site = p.site AND probe = p.probe AND measured_at >= ?
+			ORDER BY measured_at DESC LIMIT ?)
+		ORDER BY m.site, m.probe, m.measured_at DESC`, since.UnixNano(), perProbe)
 	if err != nil {
 		return nil, fmt.Errorf("read recent measurements: %w", err)
 	}
@@ -327,6 +330,74 @@ func (s *Store) Recent(ctx context.Context, perProbe int) ([]Row, error) {
 		}
 		r.ReceivedAt = fromNanos(received)
 		out = append(out, r)
+	}
+	return out, rows.Err()
+}
+
+// LineTotal is a running total of one line-quality stream over the whole
+// history.
+type LineTotal struct {
+	Site, Probe, Method string
+	Sent, Received      int64
+	// Outages and OutageSeconds by cause (wan, lan, unknown).
+	Outages       map[string]int64
+	OutageSeconds map[string]float64
+}
+
+// LineTotals sums every stored line-quality summary, so the collector's
+// counters start where they were after a restart.
+func (s *Store) LineTotals(ctx context.Context) ([]LineTotal, error) {
+	type key struct{ site, probe, method string }
+	totals := map[key]*LineTotal{}
+	get := func(k key) *LineTotal {
+		t := totals[k]
+		if t == nil {
+			t = &LineTotal{Site: k.site, Probe: k.probe, Method: k.method, Outages: map[string]int64{}, OutageSeconds: map[string]float64{}}
+			totals[k] = t
+		}
+		return t
+	}
+	rows, err := s.r.QueryContext(ctx, `SELECT site, probe, json_extract(payload, '$.linequality.method'),
+		sum(json_extract(payload, '$.linequality.sent')), sum(json_extract(payload, '$.linequality.received'))
+		FROM measurements WHERE kind = 'linequality' AND json_extract(payload, '$.linequality.method') IS NOT NULL
+		GROUP BY 1, 2, 3`)
+	if err != nil {
+		return nil, fmt.Errorf("line totals: %w", err)
+	}
+	for rows.Next() {
+		var k key
+		var sent, recv sql.NullInt64
+		if err := rows.Scan(&k.site, &k.probe, &k.method, &sent, &recv); err != nil {
+			rows.Close()
+			return nil, fmt.Errorf("line totals: %w", err)
+		}
+		t := get(k)
+		t.Sent, t.Received = sent.Int64, recv.Int64
+	}
+	rows.Close()
+	rows, err = s.r.QueryContext(ctx, `SELECT m.site, m.probe, json_extract(m.payload, '$.linequality.method'),
+		json_extract(o.value, '$.cause'), count(*), sum(json_extract(o.value, '$.duration_seconds'))
+		FROM measurements AS m, json_each(m.payload, '$.linequality.outages') AS o
+		WHERE m.kind = 'linequality' GROUP BY 1, 2, 3, 4`)
+	if err != nil {
+		return nil, fmt.Errorf("line totals: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var k key
+		var cause string
+		var n int64
+		var secs float64
+		if err := rows.Scan(&k.site, &k.probe, &k.method, &cause, &n, &secs); err != nil {
+			return nil, fmt.Errorf("line totals: %w", err)
+		}
+		t := get(k)
+		t.Outages[cause] += n
+		t.OutageSeconds[cause] += secs
+	}
+	out := make([]LineTotal, 0, len(totals))
+	for _, t := range totals {
+		out = append(out, *t)
 	}
 	return out, rows.Err()
 }

@@ -54,7 +54,7 @@ func TestCommitStoresOnce(t *testing.T) {
 	if n, _ := s.Count(ctx); n != 2 {
 		t.Fatalf("count %d, want 2", n)
 	}
-	rows, err := s.Recent(ctx, 10)
+	rows, err := s.Recent(ctx, t0.Add(-time.Hour), 10)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -175,4 +175,31 @@ func BenchmarkCommit100(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(n)/b.Elapsed().Seconds(), "rows/s")
+}
+
+func TestLineTotals(t *testing.T) {
+	s := openStore(t)
+	ctx := context.Background()
+	var items []Item
+	for i, recv := range []int64{40, 10, 38} {
+		m := &wire.Measurement{Version: 1, MessageID: "LQ00000" + strconv.Itoa(i), Site: "leeds-1", AgentID: "AGENT0001", Seq: int64(i + 1),
+			Probe: "line", Kind: wire.KindLineQuality, MeasuredAt: t0.Add(time.Duration(i) * time.Minute), Success: true,
+			LineQuality: &wire.LineQuality{Method: "udp", Target: "x:1", IntervalSeconds: 60, Sent: 40, Received: recv}}
+		if i == 1 {
+			m.LineQuality.Outages = []wire.Outage{{Start: t0, End: t0.Add(45 * time.Second), DurationSeconds: 45, Cause: "wan", LostProbes: 30},
+				{Start: t0, End: t0.Add(5 * time.Second), DurationSeconds: 5, Cause: "lan", LostProbes: 3}}
+		}
+		items = append(items, item(m, t0))
+	}
+	items = append(items, items[1]) // a duplicate is not counted twice
+	if _, err := s.Commit(ctx, items); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.LineTotals(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 1 || got[0].Sent != 120 || got[0].Received != 88 || got[0].Outages["wan"] != 1 || got[0].OutageSeconds["wan"] != 45 || got[0].OutageSeconds["lan"] != 5 {
+		t.Fatalf("LineTotals = %+v", got)
+	}
 }
