@@ -36,7 +36,7 @@ func cmdOnce(ctx context.Context, args []string, getenv func(string) string, std
 	}
 	// Info: a probe left out (no wireless interface, no ICMP) says why
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
-	js, err := jobs(cfg, log, true)
+	js, err := jobs(cfg, log, true, nil) // one probe at a time: no speed test runs behind another's back
 	if err != nil {
 		fmt.Fprintf(stderr, "hubmon-agent: %v\n", err)
 		return 1
@@ -44,7 +44,7 @@ func cmdOnce(ctx context.Context, args []string, getenv func(string) string, std
 	var results []*wire.Measurement
 	found := false
 	for _, j := range js {
-		if *only != "" && j.Name != *only {
+		if *only != "" && j.Name != *only && j.Name != icmpOf(cfg, *only) {
 			continue
 		}
 		found = true
@@ -64,7 +64,7 @@ func cmdOnce(ctx context.Context, args []string, getenv func(string) string, std
 		case *only == "":
 			fmt.Fprintln(stderr, "hubmon-agent: none of the probes can run on this system (see above)")
 			return 1
-		case slices.ContainsFunc(cfg.Probes, func(p config.Probe) bool { return p.Name == *only }):
+		case slices.ContainsFunc(cfg.Probes, func(p config.Probe) bool { return p.Name == *only || icmpOf(cfg, p.Name) == *only }):
 			fmt.Fprintf(stderr, "hubmon-agent: probe %q cannot run on this system (see above)\n", *only)
 			return 1
 		}
@@ -84,6 +84,17 @@ func cmdOnce(ctx context.Context, args []string, getenv func(string) string, std
 		}
 	}
 	return 0
+}
+
+// icmpOf returns the name of the ICMP measurements of the linequality probe
+// name, "" if it has none (jobs).
+func icmpOf(cfg *config.Config, name string) string {
+	for _, p := range cfg.Probes {
+		if p.Name == name && p.Kind == wire.KindLineQuality && p.LineQuality != nil && p.LineQuality.ICMPTarget != "" {
+			return config.ICMPName(name)
+		}
+	}
+	return ""
 }
 
 // printResults prints a compact table per kind measured, then the reason of

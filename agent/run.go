@@ -3,17 +3,21 @@ package main
 import (
 	"context"
 	"crypto/tls"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"hash/fnv"
 	"io"
 	"log/slog"
+	"math"
 	"os"
 	"runtime"
+	"strings"
 	"sync/atomic"
 	"time"
 	_ "time/tzdata" // the site's time zone, on a Pi without /usr/share/zoneinfo
+	"unicode/utf8"
 
 	"github.com/hubmon/hubmon/agent/internal/config"
 	"github.com/hubmon/hubmon/agent/internal/outbox"
@@ -73,8 +77,12 @@ const onceLinePeriod = 10 * time.Second
 // jobs builds the schedule from the config: one explicit switch of kinds.
 // For `once` (once true) a line-quality summary lasts onceLinePeriod. A wifi
 // probe with no interface named, on an agent without a wireless interface,
-// is left out with a line in the log: a wired-only Pi is normal.
-func jobs(cfg *config.Config, log *slog.Logger, once bool) ([]schedule.Job, error) {
+// is left out with a line in the log: a wired-only Pi is normal. A
+// linequality probe with an ICMP target is two jobs: name (UDP) and
+// config.ICMPName(name) (ICMP), so that each stream is a series of its own.
+// busy reports whether a speed test is running (schedule.Options.Busy); nil
+// for never.
+func jobs(cfg *config.Config, log *slog.Logger, once bool, busy func() bool) ([]schedule.Job, error) {
 	var out []schedule.Job
 	for i, p := range cfg.Probes {
 		lg := log.With("probe", p.Name)
@@ -103,25 +111,32 @@ func jobs(cfg *config.Config, log *slog.Logger, once bool) ([]schedule.Job, erro
 				j.Timeout = period + lq.Timeout + 20*time.Second
 			}
 			lc := probe.LineQualityConfig{
-				UDPTarget:    lq.UDPTarget,
-				ICMPTarget:   lq.ICMPTarget,
-				SendInterval: lq.SendInterval,
-				Timeout:      lq.Timeout,
-				Period:       period,
-				OutageAfter:  lq.OutageAfter,
-				Logger:       lg,
+				UDPTarget:      lq.UDPTarget,
+				ICMPTarget:     lq.ICMPTarget,
+				SendInterval:   lq.SendInterval,
+				Timeout:        lq.Timeout,
+				Period:         period,
+				OutageAfter:    lq.OutageAfter,
+				Busy:           busy,
+				NoGatewayCheck: !lq.GatewayCheck,
+				Logger:         lg,
 			}
 			// back to back: each run is one summary of the period
 			j.Interval, j.Splay, j.FirstRun = period, 0, 0
 			j.Prober = probe.NewLineQuality(lc)
 			if lq.ICMPTarget != "" {
-				// ICMP is a stream, and a measurement, of its own
-				icmp, err := probe.NewLineQualityICMP(lc)
+				// ICMP is a stream, and a measurement, of its own: a probe
+				// name of its own too, or the probe's series (success,
+				// loss) would flip between the two
+				name := config.ICMPName(p.Name)
+				ic := lc
+				ic.Logger = log.With("probe", name)
+				icmp, err := probe.NewLineQualityICMP(ic)
 				if err != nil {
 					lg.Info("line quality measured over UDP only: ICMP echo is not available", "icmp_target", lq.ICMPTarget, "err", err)
 				} else {
 					out = append(out, j)
-					j.Prober = icmp
+					j.Name, j.Prober = name, icmp
 				}
 			}
 		case wire.KindDNS:
@@ -207,11 +222,13 @@ func agent(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		return fmt.Errorf("data directory: %w", err)
 	}
 	ob, err := outbox.Open(cfg.OutboxPath(), cfg.Site, cfg.Outbox.MaxMessages)
+	recovered := false
 	if errors.Is(err, outbox.ErrCorrupt) {
 		// an SD card's damage must not stop the hub being measured for ever
 		var aside string
 		ob, aside, err = outbox.Recover(cfg.OutboxPath(), cfg.Site, cfg.Outbox.MaxMessages, time.Now())
 		if err == nil {
+			recovered = true
 			log.Error("outbox was corrupt: moved aside and started a new one; its unsent measurements are lost", "moved_to", aside)
 		}
 	}
@@ -219,7 +236,10 @@ func agent(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		return err
 	}
 	defer ob.Close() // last: after the scheduler and the publisher have stopped
-	js, err := jobs(cfg, log, false)
+	// set by the scheduler while a speed test loads the line, read by the
+	// line-quality probes
+	busy := new(atomic.Bool)
+	js, err := jobs(cfg, log, false, busy.Load)
 	if err != nil {
 		return err
 	}
@@ -229,6 +249,16 @@ func agent(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	})
 	if err != nil {
 		return err
+	}
+	if recovered && cfg.DataBudget.Bytes() > 0 {
+		// The month's figures were in the corrupt outbox. Restarting them
+		// at 0 would let the rest of the month spend the whole budget
+		// again; assume the tests so far kept to an even pace (what the
+		// budget aims at), a share of the budget as large as the share of
+		// the month gone.
+		used := budget.AssumeOnPace(time.Now())
+		log.Warn("the data budget's figures for this month were in the corrupt outbox: the month's use restarts from the budget's share of the month gone",
+			"assumed_used_bytes", used, "data_budget_bytes", cfg.DataBudget.Bytes())
 	}
 	var tc *tls.Config
 	if cfg.Broker.TLS() {
@@ -255,6 +285,13 @@ func agent(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	}()
 	schedule.Run(ctx, js, schedule.Options{
 		Sink: func(ctx context.Context, m *wire.Measurement) error {
+			// a measurement the collector would refuse for good is not
+			// committed: the agent would publish it, and delete it when
+			// refused, for nothing
+			if err := admit(m, cfg.Site, ob.AgentID(), time.Now()); err != nil {
+				lost.Add(1)
+				return err
+			}
 			// committed even if we are stopping: it was measured
 			if err := ob.Add(context.WithoutCancel(ctx), m); err != nil {
 				lost.Add(1)
@@ -263,9 +300,87 @@ func agent(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 			pub.Notify()
 			return nil
 		},
-		Logger: log, Location: loc, Seed: planSeed(ob.AgentID()), Budget: budget,
+		Logger: log, Location: loc, Seed: planSeed(ob.AgentID()), Budget: budget, Busy: busy,
 	})
 	<-pubDone
 	log.Info("hubmon-agent stopped")
 	return nil
+}
+
+// resultErrorLen is what admit shortens the error texts of a measurement's
+// results to when it is too large to publish: 64 results then take well under
+// wire.MaxPayloadBytes.
+const resultErrorLen = 128
+
+// admit checks that the collector will accept m before the outbox commits
+// it, filling what the outbox would with the longest values it can take. It
+// sets m's Version and Site. A measurement whose encoding is larger than
+// wire.MaxPayloadBytes has its results' error texts shortened to
+// resultErrorLen bytes and is checked again. The error names the problem.
+func admit(m *wire.Measurement, site, agentID string, now time.Time) error {
+	m.Version, m.Site = wire.Version, site
+	if err := admissible(*m, agentID, now); err != nil {
+		return fmt.Errorf("the collector would refuse it: %w", err)
+	}
+	size, err := encodedSize(*m, agentID)
+	if err != nil {
+		return fmt.Errorf("encode: %w", err)
+	}
+	if size <= wire.MaxPayloadBytes {
+		return nil
+	}
+	shortenResultErrors(m, resultErrorLen)
+	if size, err = encodedSize(*m, agentID); err != nil {
+		return fmt.Errorf("encode: %w", err)
+	}
+	if size > wire.MaxPayloadBytes {
+		return fmt.Errorf("%d bytes encoded, more than the %d a message may hold, even with its results' errors shortened", size, wire.MaxPayloadBytes)
+	}
+	return nil
+}
+
+// identified is v with the identity the outbox gives it, at its longest.
+func identified(v wire.Measurement, agentID string) *wire.Measurement {
+	v.MessageID = strings.Repeat("M", 64) // the longest valid id; the outbox's are 26 characters
+	v.AgentID = agentID
+	v.Seq = math.MaxInt64
+	return &v
+}
+
+func admissible(v wire.Measurement, agentID string, now time.Time) error {
+	return identified(v, agentID).Validate(v.Site, now)
+}
+
+func encodedSize(v wire.Measurement, agentID string) (int, error) {
+	b, err := json.Marshal(identified(v, agentID))
+	return len(b), err
+}
+
+// shortenResultErrors shortens the error text of each DNS and HTTP result
+// of m to at most n bytes, "..." included. The results' slices are m's own
+// (the probe made them for this measurement only).
+func shortenResultErrors(m *wire.Measurement, n int) {
+	if m.DNS != nil {
+		for i := range m.DNS.Results {
+			m.DNS.Results[i].Error = shorten(m.DNS.Results[i].Error, n)
+		}
+	}
+	if m.HTTP != nil {
+		for i := range m.HTTP.Results {
+			m.HTTP.Results[i].Error = shorten(m.HTTP.Results[i].Error, n)
+		}
+	}
+}
+
+// shorten cuts s to at most n bytes, not inside a UTF-8 sequence, and marks
+// the cut with "...".
+func shorten(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	n -= len("...")
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n] + "..."
 }

@@ -2,12 +2,19 @@ package main
 
 import (
 	"bytes"
+	"context"
+	"fmt"
 	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/hubmon/hubmon/agent/internal/config"
+	"github.com/hubmon/hubmon/agent/internal/outbox"
 	"github.com/hubmon/hubmon/agent/internal/probe"
 	"github.com/hubmon/hubmon/agent/internal/schedule"
 	"github.com/hubmon/hubmon/agent/wire"
@@ -34,7 +41,7 @@ func TestJobs(t *testing.T) {
 		t.Fatal(err)
 	}
 	var logs bytes.Buffer
-	js, err := jobs(cfg, slog.New(slog.NewTextHandler(&logs, nil)), false)
+	js, err := jobs(cfg, slog.New(slog.NewTextHandler(&logs, nil)), false, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -75,7 +82,7 @@ func TestJobs(t *testing.T) {
 	}
 
 	// once: a short line-quality summary
-	js, err = jobs(cfg, slog.New(slog.DiscardHandler), true)
+	js, err = jobs(cfg, slog.New(slog.DiscardHandler), true, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -138,5 +145,195 @@ func TestPrintResults(t *testing.T) {
 	}
 	if strings.Index(out, "Speed tests") > strings.Index(out, "Line quality") {
 		t.Errorf("sections out of order:\n%s", out)
+	}
+}
+
+// TestJobsICMP: the ICMP stream of a linequality probe is a job, and a
+// probe name, of its own; the probe gets the agent's busy flag and its
+// gateway check setting.
+func TestJobsICMP(t *testing.T) {
+	cfg, err := config.Parse([]byte(`
+site: hub-1
+data_dir: state
+broker: {url: "tcp://127.0.0.1:1883", password: pw}
+probes:
+  - {name: line, kind: linequality, linequality: {udp_target: "127.0.0.1:9471", icmp_target: 127.0.0.1, gateway_check: false}}
+`), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var logs bytes.Buffer
+	js, err := jobs(cfg, slog.New(slog.NewTextHandler(&logs, nil)), false, func() bool { return false })
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, j := range js {
+		names = append(names, j.Name)
+		if j.Kind != wire.KindLineQuality || j.Prober == nil || j.Interval != time.Minute {
+			t.Errorf("job %+v", j)
+		}
+	}
+	// ICMP echo needs net.ipv4.ping_group_range to include the user
+	switch strings.Join(names, " ") {
+	case "line line-icmp":
+	case "line":
+		t.Log("ICMP echo is not available here: only the UDP job is checked")
+		if !strings.Contains(logs.String(), "UDP only") {
+			t.Errorf("no ICMP job, and no line saying why:\n%s", logs.String())
+		}
+	default:
+		t.Fatalf("jobs %v, want line and line-icmp", names)
+	}
+}
+
+// TestAdmit: a measurement the collector would refuse is not committed, one
+// too large to publish has its results' errors shortened, and what is
+// admitted, once the outbox has given it its identity, is what the collector
+// accepts.
+func TestAdmit(t *testing.T) {
+	now := time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC)
+	ob, err := outbox.Open(filepath.Join(t.TempDir(), "outbox.db"), "hub-1", 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ob.Close()
+	dnsResults := func(n int, name, errText string) *wire.DNS {
+		d := &wire.DNS{}
+		for i := range n {
+			d.Results = append(d.Results, wire.DNSResult{Resolver: fmt.Sprintf("10.0.0.%d:53", i), Name: name, Error: errText})
+		}
+		return d
+	}
+	long := strings.Repeat("a", 63) + "." + strings.Repeat("b", 63) + "." + strings.Repeat("c", 63) + "." + strings.Repeat("d", 61)
+	for _, tt := range []struct {
+		name     string
+		m        wire.Measurement
+		errHas   string // "" to admit it
+		errorLen int    // the results' error texts after admit
+	}{
+		{name: "valid", m: wire.Measurement{Probe: "dns", Kind: wire.KindDNS, MeasuredAt: now, Error: "1 failed", DNS: dnsResults(1, "www.gov.uk", "timeout")},
+			errorLen: len("timeout")},
+		{name: "a name the collector refuses", m: wire.Measurement{Probe: "dns", Kind: wire.KindDNS, MeasuredAt: now, Error: "1 failed", DNS: dnsResults(1, long+".x", "timeout")},
+			errHas: "dns.results[0].name: longer than 253 bytes"},
+		{name: "a clock before 2020", m: wire.Measurement{Probe: "dns", Kind: wire.KindDNS, MeasuredAt: time.Unix(0, 0), Error: "x"},
+			errHas: "measured_at: before 2020"},
+		// 64 results of 253-byte names and 1000-byte errors: 85 kB, then 30 kB
+		{name: "too large: errors shortened", m: wire.Measurement{Probe: "dns", Kind: wire.KindDNS, MeasuredAt: now, Error: "64 failed",
+			DNS: dnsResults(64, long, strings.Repeat("é", 500))}, errorLen: resultErrorLen},
+		{name: "too large even so", m: wire.Measurement{Probe: "web", Kind: wire.KindHTTP, MeasuredAt: now, Error: "64 failed",
+			HTTP: &wire.HTTP{Results: slices.Repeat([]wire.HTTPResult{{Name: "x", URL: "https://example.org/" + strings.Repeat("p", 2000), Error: "refused"}}, 64)}},
+			errHas: "more than the 65536 a message may hold"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			m := tt.m
+			err := admit(&m, "hub-1", ob.AgentID(), now)
+			if tt.errHas != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.errHas) {
+					t.Fatalf("admit = %v, want an error with %q", err, tt.errHas)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("admit: %v", err)
+			}
+			for _, r := range m.DNS.Results {
+				if len(r.Error) > tt.errorLen || !utf8.ValidString(r.Error) {
+					t.Fatalf("a result's error of %d bytes, want at most %d: %q", len(r.Error), tt.errorLen, r.Error)
+				}
+			}
+			if err := ob.Add(context.Background(), &m); err != nil {
+				t.Fatal(err)
+			}
+			es, err := ob.Pending(context.Background(), m.Seq-1, 1, nil)
+			if err != nil || len(es) != 1 {
+				t.Fatalf("pending: %v, %v", es, err)
+			}
+			if _, err := wire.DecodeMeasurement(es[0].Payload, "hub-1", now); err != nil {
+				t.Fatalf("the collector refuses the committed measurement (%d bytes): %v", len(es[0].Payload), err)
+			}
+		})
+	}
+}
+
+func TestShorten(t *testing.T) {
+	for _, tt := range []struct {
+		in   string
+		n    int
+		want string
+	}{
+		{"short", 10, "short"},
+		{"exactly10!", 10, "exactly10!"},
+		{"a bit too long", 10, "a bit t..."},
+		{"ééééé", 8, "éé..."}, // not inside an é
+	} {
+		if got := shorten(tt.in, tt.n); got != tt.want || len(got) > tt.n {
+			t.Errorf("shorten(%q, %d) = %q, want %q", tt.in, tt.n, got, tt.want)
+		}
+	}
+}
+
+// cancelOn is a slog handler that records every message and cancels a
+// context when one of them is logged.
+type cancelOn struct {
+	slog.Handler
+	msg    string
+	cancel context.CancelFunc
+}
+
+func (h cancelOn) Handle(ctx context.Context, r slog.Record) error {
+	if r.Message == h.msg {
+		h.cancel()
+	}
+	return h.Handler.Handle(ctx, r)
+}
+
+func (h cancelOn) WithAttrs(as []slog.Attr) slog.Handler {
+	return cancelOn{h.Handler.WithAttrs(as), h.msg, h.cancel}
+}
+
+// TestAgentCorruptOutbox: an agent whose outbox is corrupt moves it aside,
+// starts a new one, and does not restart the month's data budget at 0.
+func TestAgentCorruptOutbox(t *testing.T) {
+	dir := t.TempDir()
+	cfg, err := config.Parse([]byte(`
+site: hub-1
+data_dir: `+dir+`
+data_budget: {monthly: 20GB}
+broker: {url: "tcp://127.0.0.1:1", password: pw}
+probes: [{name: dns, kind: dns, interval: 24h, first_run: 1h}]
+`), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(cfg.OutboxPath(), bytes.Repeat([]byte("not a database "), 1000), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var logs bytes.Buffer
+	log := slog.New(cancelOn{slog.NewTextHandler(&logs, nil), "hubmon-agent started", cancel}) // stop once started
+	if err := agent(ctx, cfg, log); err != nil {
+		t.Fatalf("agent: %v\n%s", err, logs.String())
+	}
+	for _, want := range []string{"outbox was corrupt", "month's use restarts from the budget's share of the month gone", "assumed_used_bytes="} {
+		if !strings.Contains(logs.String(), want) {
+			t.Errorf("the log lacks %q:\n%s", want, logs.String())
+		}
+	}
+	ob, err := outbox.Open(cfg.OutboxPath(), cfg.Site, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ob.Close()
+	b, err := schedule.NewBudget(context.Background(), schedule.BudgetConfig{Store: ob, MonthlyBytes: 20e9, Location: cfg.Location()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st := b.Status(); st.UsedBytes <= 0 || st.UsedBytes > 20e9 {
+		t.Fatalf("after recovering the outbox: %+v, want the month's share of 20 GB", st)
+	}
+	if aside, _ := filepath.Glob(cfg.OutboxPath() + ".corrupt-*"); len(aside) != 1 {
+		t.Fatalf("moved aside: %v", aside)
 	}
 }

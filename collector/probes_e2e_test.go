@@ -74,6 +74,7 @@ func TestEveryProbeKindEndToEnd(t *testing.T) {
       udp_target: 127.0.0.1:%d
       send_interval: 200ms
       timeout: 500ms
+      gateway_check: false # never dial the machine's real router from a test
   - name: dns
     kind: dns
     interval: 1m

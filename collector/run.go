@@ -323,6 +323,7 @@ func startEchoServer(cfg *config.Config, reg prometheus.Registerer, log *slog.Lo
 		{"hubmon_collector_echo_answered_total", "Line-quality probes the echo responder answered.", es.Answered},
 		{"hubmon_collector_echo_dropped_total", "Valid echo requests not answered (rate limit, send failure).", es.Dropped},
 		{"hubmon_collector_echo_ignored_total", "Datagrams to the echo responder that were not hubmon echo requests.", es.Ignored},
+		{"hubmon_collector_echo_dropped_global_total", "Echo requests refused by the responder's overall rate cap (a flood).", es.DroppedGlobal},
 	} {
 		reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: c.name, Help: c.help}, func() float64 { return float64(c.f()) }))
 	}

@@ -16,9 +16,19 @@ type LineQuality struct {
 	Target string `json:"target"`
 	// IntervalSeconds is how long this summary covers.
 	IntervalSeconds float64 `json:"interval_seconds"`
-	Sent            int64   `json:"sent"`
-	// Received counts probes answered in time; lost = sent - received.
+	// Sent counts the probes sent while the line was idle (those under
+	// load are in SentUnderLoad, not here).
+	Sent int64 `json:"sent"`
+	// Received counts those of them answered in time; lost = sent -
+	// received.
 	Received int64 `json:"received"`
+	// SentUnderLoad counts probes sent while the agent itself loaded the
+	// line (its own speed test), and ReceivedUnderLoad those of them
+	// answered in time. They are left out of Sent, Received, the RTT
+	// figures and the outages, so that the agent's own tests do not read as
+	// loss. Absent (0) from agents that do not tell them apart.
+	SentUnderLoad     int64 `json:"sent_under_load,omitempty"`
+	ReceivedUnderLoad int64 `json:"received_under_load,omitempty"`
 	// Round-trip times of the answered probes; absent when none came back.
 	RTTMinSeconds *float64 `json:"rtt_min_seconds,omitempty"`
 	RTTP50Seconds *float64 `json:"rtt_p50_seconds,omitempty"`
@@ -27,8 +37,16 @@ type LineQuality struct {
 	// JitterSeconds is the mean absolute difference of consecutive RTTs
 	// (RFC 3550's interarrival jitter without its smoothing).
 	JitterSeconds *float64 `json:"jitter_seconds,omitempty"`
-	// Outages are the disconnections that ended in this interval.
+	// Outages are the disconnections that ended in this interval, in order;
+	// at most 64 (the first 64 when more ended).
 	Outages []Outage `json:"outages,omitempty"`
+	// OutagesDropped counts the disconnections that ended in this interval
+	// after the 64 listed (only when 64 are listed).
+	OutagesDropped int64 `json:"outages_dropped,omitempty"`
+	// OutageSecondsTotal is the summed duration of every disconnection that
+	// ended in this interval, listed or dropped (0 when none). Absent from
+	// agents older than the field: sum the listed ones then.
+	OutageSecondsTotal *float64 `json:"outage_seconds_total,omitempty"`
 	// OutageSince is set while a disconnection is going on at the end of
 	// the interval: when it began.
 	OutageSince *time.Time `json:"outage_since,omitempty"`
@@ -104,7 +122,13 @@ type WiFi struct {
 	Band string `json:"band,omitempty"`
 }
 
-const maxResults = 64
+const (
+	maxResults = 64
+	// maxOutageSeconds bounds one disconnection.
+	maxOutageSeconds = 366 * 24 * 3600
+	// maxProbes bounds the probe counts of one summary.
+	maxProbes = 1 << 32
+)
 
 func (l *LineQuality) validate() error {
 	var errs []error
@@ -119,8 +143,10 @@ func (l *LineQuality) validate() error {
 	add(checkText("linequality.target", l.Target, 256))
 	iv := l.IntervalSeconds
 	add(checkRange("linequality.interval_seconds", &iv, maxSeconds))
-	add(checkCount("linequality.sent", l.Sent, 1<<32))
+	add(checkCount("linequality.sent", l.Sent, maxProbes))
 	add(checkCount("linequality.received", l.Received, l.Sent))
+	add(checkCount("linequality.sent_under_load", l.SentUnderLoad, maxProbes))
+	add(checkCount("linequality.received_under_load", l.ReceivedUnderLoad, l.SentUnderLoad))
 	for _, f := range []struct {
 		name string
 		v    *float64
@@ -131,17 +157,31 @@ func (l *LineQuality) validate() error {
 	if len(l.Outages) > maxResults {
 		add(&FieldError{Field: "linequality.outages", Value: len(l.Outages), Msg: fmt.Sprintf("at most %d", maxResults), Reason: "range"})
 	}
+	add(checkCount("linequality.outages_dropped", l.OutagesDropped, maxProbes))
+	if l.OutagesDropped > 0 && len(l.Outages) != maxResults {
+		add(&FieldError{Field: "linequality.outages_dropped", Value: l.OutagesDropped, Msg: fmt.Sprintf("only when %d outages are listed (got %d)", maxResults, len(l.Outages)), Reason: "inconsistent"})
+	}
+	var listed float64
 	for i, o := range l.Outages {
 		f := fmt.Sprintf("linequality.outages[%d]", i)
 		if o.Start.IsZero() || o.End.Before(o.Start) {
 			add(&FieldError{Field: f + ".end", Value: o.End, Msg: "must not be before start", Reason: "bad_time"})
 		}
 		d := o.DurationSeconds
-		add(checkRange(f+".duration_seconds", &d, 366*24*3600))
+		add(checkRange(f+".duration_seconds", &d, maxOutageSeconds))
+		listed += d
 		if o.Cause != CauseWAN && o.Cause != CauseLAN && o.Cause != CauseUnknown {
 			add(&FieldError{Field: f + ".cause", Value: o.Cause, Msg: `must be "wan", "lan" or "unknown"`, Reason: "range"})
 		}
-		add(checkCount(f+".lost_probes", o.LostProbes, 1<<32))
+		add(checkCount(f+".lost_probes", o.LostProbes, maxProbes))
+	}
+	if l.OutageSecondsTotal != nil {
+		// The first outage may have begun long before the interval; the
+		// others are within it.
+		add(checkRange("linequality.outage_seconds_total", l.OutageSecondsTotal, 2*maxOutageSeconds))
+		if t := *l.OutageSecondsTotal; t < listed-1e-6*(1+listed) {
+			add(&FieldError{Field: "linequality.outage_seconds_total", Value: t, Msg: fmt.Sprintf("less than the listed outages' %g", listed), Reason: "inconsistent"})
+		}
 	}
 	return errors.Join(errs...)
 }

@@ -41,10 +41,15 @@ var golden = map[string]any{
 		Version: 1, MessageID: "L4Q6B7Y4M2KD5WXAJ7H2N4PQRS", Site: "leeds-central-library",
 		AgentID: "A7K2M9P4Q6R8S1T3V5W7X9Y2Z4", Seq: 44, Probe: "line", Kind: KindLineQuality,
 		MeasuredAt: time.Date(2026, 11, 26, 11, 0, 0, 0, time.UTC), DurationSeconds: 60, Success: true,
-		LineQuality: &LineQuality{Method: "udp", Target: "collector.example.gov.uk:9471", IntervalSeconds: 60, Sent: 40, Received: 37,
+		// 40 probes in the minute: 4 during the agent's own speed test (one
+		// of them lost), 36 idle, of which 3 lost in an outage that began in
+		// the previous summary.
+		LineQuality: &LineQuality{Method: "udp", Target: "collector.example.gov.uk:9471", IntervalSeconds: 60, Sent: 36, Received: 33,
+			SentUnderLoad: 4, ReceivedUnderLoad: 3,
 			RTTMinSeconds: Float(0.011), RTTP50Seconds: Float(0.014), RTTP95Seconds: Float(0.031), RTTMaxSeconds: Float(0.052), JitterSeconds: Float(0.003),
 			Outages: []Outage{{Start: time.Date(2026, 11, 26, 10, 59, 50, 0, time.UTC), End: time.Date(2026, 11, 26, 11, 0, 4, 500_000_000, time.UTC),
-				DurationSeconds: 14.5, Cause: CauseWAN, LostProbes: 9}}},
+				DurationSeconds: 14.5, Cause: CauseWAN, LostProbes: 9}},
+			OutageSecondsTotal: Float(14.5)},
 	},
 	"measurement-v1-dns.json": &Measurement{
 		Version: 1, MessageID: "D4Q6B7Y4M2KD5WXAJ7H2N4PQRS", Site: "leeds-central-library",
@@ -296,4 +301,46 @@ func FuzzDecodeMeasurement(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestLineQualityValidate: the counts under load, the dropped outages and the
+// outage total are checked.
+func TestLineQualityValidate(t *testing.T) {
+	outage := Outage{Start: now.Add(-time.Minute), End: now.Add(-50 * time.Second), DurationSeconds: 10, Cause: CauseLAN, LostProbes: 6}
+	full := make([]Outage, maxResults)
+	for i := range full {
+		full[i] = outage
+	}
+	base := func() LineQuality {
+		return LineQuality{Method: "udp", Target: "127.0.0.1:9471", IntervalSeconds: 60, Sent: 36, Received: 30,
+			SentUnderLoad: 4, ReceivedUnderLoad: 3, Outages: []Outage{outage}, OutageSecondsTotal: Float(10)}
+	}
+	for _, tc := range []struct {
+		name  string
+		edit  func(*LineQuality)
+		field string // "" when valid
+	}{
+		{"valid", func(*LineQuality) {}, ""},
+		{"from an older agent", func(l *LineQuality) { l.SentUnderLoad, l.ReceivedUnderLoad, l.OutageSecondsTotal = 0, 0, nil }, ""},
+		{"all under load", func(l *LineQuality) { l.Sent, l.Received, l.Outages, l.OutageSecondsTotal = 0, 0, nil, Float(0) }, ""},
+		{"negative under load", func(l *LineQuality) { l.SentUnderLoad = -1 }, "linequality.sent_under_load"},
+		{"received more under load than sent", func(l *LineQuality) { l.ReceivedUnderLoad = 5 }, "linequality.received_under_load"},
+		{"dropped with 64 listed", func(l *LineQuality) { l.Outages, l.OutagesDropped, l.OutageSecondsTotal = full, 3, Float(10*67) }, ""},
+		{"dropped with fewer listed", func(l *LineQuality) { l.OutagesDropped = 3; l.OutageSecondsTotal = Float(40) }, "linequality.outages_dropped"},
+		{"negative dropped", func(l *LineQuality) { l.Outages, l.OutagesDropped = full, -1 }, "linequality.outages_dropped"},
+		{"total below the listed", func(l *LineQuality) { l.OutageSecondsTotal = Float(9.5) }, "linequality.outage_seconds_total"},
+		{"total negative", func(l *LineQuality) { l.Outages, l.OutageSecondsTotal = nil, Float(-1) }, "linequality.outage_seconds_total"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			l := base()
+			tc.edit(&l)
+			err := l.validate()
+			switch {
+			case tc.field == "" && err != nil:
+				t.Errorf("refused: %v", err)
+			case tc.field != "" && (err == nil || !strings.Contains(err.Error(), tc.field)):
+				t.Errorf("err = %v, want one about %s", err, tc.field)
+			}
+		})
+	}
 }

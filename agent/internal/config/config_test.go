@@ -131,7 +131,7 @@ func TestLoadFull(t *testing.T) {
 			{
 				Name: "line", Kind: "linequality", Interval: time.Minute, Timeout: 90 * time.Second,
 				LineQuality: &LineQuality{UDPTarget: "hubmon.example.org:9471", ICMPTarget: "1.1.1.1",
-					SendInterval: 1500 * time.Millisecond, Timeout: 2 * time.Second, OutageAfter: 2},
+					SendInterval: 1500 * time.Millisecond, Timeout: 2 * time.Second, OutageAfter: 2, GatewayCheck: true},
 			},
 			{
 				Name: "dns", Kind: "dns", Interval: 5 * time.Minute, Splay: 30 * time.Second, FirstRun: 10 * time.Second, Timeout: time.Minute,
@@ -217,7 +217,7 @@ probes:
 		t.Fatal(err)
 	}
 	st := &Speedtest{Connections: 4, Duration: 10 * time.Second}
-	lq := &LineQuality{UDPTarget: "127.0.0.1:9471", SendInterval: 1500 * time.Millisecond, Timeout: 2 * time.Second, OutageAfter: 2}
+	lq := &LineQuality{UDPTarget: "127.0.0.1:9471", SendInterval: 1500 * time.Millisecond, Timeout: 2 * time.Second, OutageAfter: 2, GatewayCheck: true}
 	want := []Probe{
 		{Name: "scheduled", Kind: "speedtest", Timeout: 2 * time.Minute,
 			Schedule: &Schedule{TestsPerDay: 4, Windows: []string{"opening_hours"}}, Speedtest: st},

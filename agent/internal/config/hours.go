@@ -1,6 +1,7 @@
 package config
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"math"
@@ -63,8 +64,15 @@ func (o *OpeningHours) Ranges(d time.Weekday) []TimeRange {
 			out = append(out, r)
 		}
 	}
-	slices.SortFunc(out, func(a, b TimeRange) int { return int(a.From - b.From) })
+	slices.SortFunc(out, compareTimeRanges)
 	return out
+}
+
+// compareTimeRanges orders ranges by their start, then their end. It
+// compares rather than subtracts: a difference of Durations does not fit the
+// 32-bit int of armhf.
+func compareTimeRanges(a, b TimeRange) int {
+	return cmp.Or(cmp.Compare(a.From, b.From), cmp.Compare(a.To, b.To))
 }
 
 // The schedule windows a speedtest probe can name.
@@ -115,7 +123,7 @@ func (c *Config) WindowRanges(names []string, d time.Weekday) []TimeRange {
 			out = append(out, TimeRange{0, 24 * time.Hour})
 		}
 	}
-	slices.SortFunc(out, func(a, b TimeRange) int { return int(a.From - b.From) })
+	slices.SortFunc(out, compareTimeRanges)
 	return out
 }
 
@@ -241,7 +249,7 @@ func (c *Config) checkSite(k *checker) {
 				}
 				valid = append(valid, item{i, r})
 			}
-			slices.SortStableFunc(valid, func(a, b item) int { return int(a.r.From - b.r.From) })
+			slices.SortStableFunc(valid, func(a, b item) int { return cmp.Compare(a.r.From, b.r.From) })
 			for j := 1; j < len(valid); j++ {
 				// prev: the range seen so far that ends last
 				if b := valid[j]; b.r.From < prev(valid[:j]).r.To {

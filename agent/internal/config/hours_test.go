@@ -1,6 +1,8 @@
 package config
 
 import (
+	"cmp"
+	"math"
 	"testing"
 	"time"
 )
@@ -75,4 +77,43 @@ func TestParseTimeRange(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestCompareTimeRanges: ranges are ordered by their start whatever the
+// distance between them. A comparator written as int(a.From - b.From) wraps
+// where int is 32 bits (armhf): hours apart are more than 2^31 nanoseconds.
+func TestCompareTimeRanges(t *testing.T) {
+	h := time.Hour
+	for _, tt := range []struct {
+		a, b time.Duration
+		want int
+	}{
+		{9 * h, 13 * h, -1},
+		{13 * h, 9 * h, 1},
+		{0, 24 * h, -1},
+		{24 * h, 0, 1},
+		{12 * h, 12 * h, 0},
+		{0, 1<<31 + 1, -1},                 // wraps to a negative int32 difference
+		{0, 1 << 32, -1},                   // wraps to 0
+		{math.MinInt64, math.MaxInt64, -1}, // wraps even in 64 bits
+		{math.MaxInt64, math.MinInt64, 1},
+	} {
+		if got := compareTimeRanges(TimeRange{From: tt.a}, TimeRange{From: tt.b}); cmp.Compare(got, 0) != tt.want {
+			t.Errorf("compareTimeRanges(from %d, from %d) = %d, want %d", tt.a, tt.b, got, tt.want)
+		}
+	}
+}
+
+// TestOpeningHoursOrder: a day of two ranges hours apart is valid and kept
+// in order, wherever the agent runs.
+func TestOpeningHoursOrder(t *testing.T) {
+	c := validConfig(t)
+	c.OpeningHours = &OpeningHours{Monday: []string{"13:00-17:00", "09:00-12:00"}, Tuesday: []string{"00:00-01:00", "20:00-24:00", "09:00-12:00"}}
+	if err := c.Validate(); err != nil {
+		t.Fatalf("Validate: %v", err)
+	}
+	h := time.Hour
+	diff(t, c.OpeningHours.Ranges(time.Monday), []TimeRange{{9 * h, 12 * h}, {13 * h, 17 * h}})
+	diff(t, c.WindowRanges([]string{WindowConsumerPeak, WindowOpeningHours}, time.Tuesday),
+		[]TimeRange{{0, h}, {9 * h, 12 * h}, {20 * h, 22 * h}, {20 * h, 24 * h}})
 }

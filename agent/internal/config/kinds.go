@@ -16,12 +16,15 @@ import (
 // system allows it), summarised once per probe interval.
 type LineQuality struct {
 	// UDPTarget is host:port of a hubmon echo responder (the collector's
-	// echo server). Required.
+	// echo server), at most 256 bytes (the measurement's target).
+	// Required.
 	UDPTarget string `yaml:"udp_target"`
 	// ICMPTarget is a host (a name or an IPv4 address, no port) to ping as
 	// well, when the system lets the agent's user send ICMP echo
 	// (net.ipv4.ping_group_range); its summaries are measurements of their
-	// own, with method icmp. Default empty: none.
+	// own, with method icmp, under the probe name "<name>-icmp" (so the
+	// probe's name is then at most 27 characters, and no other probe may
+	// be called that). Default empty: none.
 	ICMPTarget string `yaml:"icmp_target"`
 	// SendInterval is the time between two probes. Default 1.5s; 200ms to
 	// 60s, and at most a fifth of the probe's interval.
@@ -32,19 +35,35 @@ type LineQuality struct {
 	// OutageAfter is how many consecutive lost probes make a
 	// disconnection. Default 2; 1 to 100.
 	OutageAfter int `yaml:"outage_after"`
+	// GatewayCheck: during a disconnection, ping the default gateway (the
+	// hub's own router) to tell a broadband outage (wan) from a local
+	// one (lan). false where the router does not answer ping: outages
+	// then have cause unknown. Default true.
+	GatewayCheck bool `yaml:"gateway_check"`
 }
 
+// ICMPSuffix ends the probe name of a linequality probe's ICMP
+// measurements: "<name>-icmp".
+const ICMPSuffix = "-icmp"
+
+// ICMPName is the probe name of the ICMP measurements of linequality probe
+// name.
+func ICMPName(name string) string { return name + ICMPSuffix }
+
 func (l *LineQuality) applyDefaults() {
-	*l = LineQuality{SendInterval: 1500 * time.Millisecond, Timeout: 2 * time.Second, OutageAfter: 2}
+	*l = LineQuality{SendInterval: 1500 * time.Millisecond, Timeout: 2 * time.Second, OutageAfter: 2, GatewayCheck: true}
 }
 
 // DNS configures the DNS probe: each name resolved by each resolver.
 type DNS struct {
-	// Names to resolve: host names. Default [www.gov.uk, www.nhs.uk].
-	// names × resolvers is at most 64.
+	// Names to resolve: host names, at most 253 characters (a final dot
+	// included). Default [www.gov.uk, www.nhs.uk]. names × resolvers is at
+	// most 64.
 	Names []string `yaml:"names"`
-	// Resolvers: "system" for the system's resolver, or host:port of a
-	// named one (like "1.1.1.1:53"). Default [system].
+	// Resolvers: "system" for the system's resolver, or the IP address of
+	// a named one, with a port or not (53): "1.1.1.1", "1.1.1.1:53",
+	// "[2606:4700:4700::1111]:53". Not a host name: a name would need a
+	// resolver to find the resolver. Default [system].
 	Resolvers []string `yaml:"resolvers"`
 	// Timeout bounds one lookup. Default 5s; 1s to 60s.
 	Timeout time.Duration `yaml:"timeout"`
@@ -70,8 +89,8 @@ type HTTPService struct {
 	// Name labels the service in metrics, like a probe name
 	// (wire.ValidProbeName). Required.
 	Name string `yaml:"name"`
-	// URL is fetched with GET: an absolute http:// or https:// URL.
-	// Required.
+	// URL is fetched with GET: an absolute http:// or https:// URL, at
+	// most 512 bytes. Required.
 	URL string `yaml:"url"`
 }
 
@@ -177,8 +196,9 @@ func (p *Probe) checkSections(k *checker, path string, timeoutOK bool) {
 // timeout are the probe's: one summary, and the bound on its run.
 func (l *LineQuality) check(k *checker, path string, interval, timeout time.Duration) {
 	sec := path + ".linequality"
-	if k.required(sec+".udp_target", l.UDPTarget) {
-		k.hostPort(sec+".udp_target", l.UDPTarget, `like "hubmon.example.org:9471"`)
+	if k.required(sec+".udp_target", l.UDPTarget) && k.hostPort(sec+".udp_target", l.UDPTarget, `like "hubmon.example.org:9471"`) &&
+		len(l.UDPTarget) > maxTargetLen {
+		k.add(sec+".udp_target", l.UDPTarget, "must be at most %d bytes; it has %d", maxTargetLen, len(l.UDPTarget))
 	}
 	if l.ICMPTarget != "" {
 		if ip := net.ParseIP(l.ICMPTarget); ip != nil && ip.To4() == nil {
@@ -206,6 +226,10 @@ func (l *LineQuality) check(k *checker, path string, interval, timeout time.Dura
 	}
 }
 
+// maxTargetLen bounds udp_target: a measurement's linequality.target
+// (wire).
+const maxTargetLen = 256
+
 // maxDNSLookups bounds names × resolvers: the results of one run
 // (wire.DNS holds at most 64).
 const maxDNSLookups = 64
@@ -222,6 +246,10 @@ func (d *DNS) check(k *checker, path string) bool {
 			k.add(field, n, "must be a host name, like www.gov.uk")
 			continue
 		}
+		if len(n) > maxNameLen { // a measurement's dns name (wire), as written
+			k.add(field, n, "must be at most %d characters, a final dot included; it has %d", maxNameLen, len(n))
+			continue
+		}
 		key := strings.ToLower(strings.TrimSuffix(n, "."))
 		if j, ok := seen[key]; ok {
 			k.add(field, n, "already listed as names[%d]", j)
@@ -235,13 +263,17 @@ func (d *DNS) check(k *checker, path string) bool {
 	seen = make(map[string]int)
 	for i, r := range d.Resolvers {
 		field := fmt.Sprintf("%s.resolvers[%d]", path, i)
-		if r != "system" && !k.hostPort(field, r, `or "system" for the system's resolver, like "1.1.1.1:53"`) {
-			continue
+		key := r
+		if r != "system" {
+			var ok bool
+			if key, ok = k.resolverAddr(field, r); !ok {
+				continue
+			}
 		}
-		if j, ok := seen[r]; ok {
+		if j, ok := seen[key]; ok {
 			k.add(field, r, "already listed as resolvers[%d]", j)
 		} else {
-			seen[r] = i
+			seen[key] = i
 		}
 	}
 	if n := len(d.Names) * len(d.Resolvers); n > maxDNSLookups {
@@ -252,6 +284,13 @@ func (d *DNS) check(k *checker, path string) bool {
 
 // maxHTTPServices bounds the services of one http probe.
 const maxHTTPServices = 32
+
+// maxURLLen bounds a service's URL: 32 of them, with their error texts,
+// fit a measurement (wire.MaxPayloadBytes).
+const maxURLLen = 512
+
+// maxNameLen bounds a DNS name as written: a measurement's dns name (wire).
+const maxNameLen = 253
 
 // check checks an http section and reports whether its timeout is valid.
 func (h *HTTP) check(k *checker, path string) bool {
@@ -278,6 +317,8 @@ func (h *HTTP) check(k *checker, path string) bool {
 		}
 		u, err := url.Parse(s.URL)
 		switch {
+		case len(s.URL) > maxURLLen:
+			k.add(field+".url", s.URL, "must be at most %d bytes; it has %d", maxURLLen, len(s.URL))
 		case err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.Hostname() == "":
 			k.add(field+".url", s.URL, "must be an absolute http:// or https:// URL with a host")
 		case u.User != nil:
@@ -307,6 +348,31 @@ func (c *checker) hostPort(field, v, example string) bool {
 		return false
 	}
 	return true
+}
+
+// resolverAddr checks a named resolver: an IP address, with a port or not
+// (53). It reports whether it is valid, and returns it as ip:port, to find
+// the same resolver written twice.
+func (c *checker) resolverAddr(field, v string) (string, bool) {
+	const want = `must be the IP address of a resolver, with a port or not, like "1.1.1.1" or "1.1.1.1:53", or "system" for the system's resolver`
+	host, port, err := net.SplitHostPort(v)
+	if err != nil {
+		host, port = v, "53"
+	}
+	ip := net.ParseIP(host)
+	switch {
+	case ip == nil && validHost(host):
+		c.add(field, v, "the host must be an IP address, not a name: a resolver's name would need a resolver to find it")
+		return "", false
+	case ip == nil:
+		c.add(field, v, "%s", want)
+		return "", false
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
+		c.add(field, v, "the port must be a number from 1 to 65535")
+		return "", false
+	}
+	return net.JoinHostPort(ip.String(), port), true
 }
 
 // validHost reports whether h is an IP address or a host name.

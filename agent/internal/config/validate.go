@@ -58,6 +58,20 @@ func (c *Config) problems() []*problem {
 			names[p.Name] = i
 		}
 	}
+	// a linequality probe's ICMP measurements are probe "<name>-icmp"
+	for i := range c.Probes {
+		p := &c.Probes[i]
+		if p.Kind != wire.KindLineQuality || p.LineQuality == nil || p.LineQuality.ICMPTarget == "" || !wire.ValidProbeName(p.Name) {
+			continue
+		}
+		path := fmt.Sprintf("probes[%d]", i)
+		if icmp := ICMPName(p.Name); !wire.ValidProbeName(icmp) {
+			k.add(path+".name", p.Name, "must be at most %d characters with linequality.icmp_target: its ICMP measurements are probe %q, and a probe name is at most 32",
+				32-len(ICMPSuffix), icmp)
+		} else if j, ok := names[icmp]; ok {
+			k.add(fmt.Sprintf("probes[%d].name", j), icmp, "already used by the ICMP measurements of probes[%d], %q (its linequality.icmp_target is set)", i, p.Name)
+		}
+	}
 	return k.probs
 }
 

@@ -12,7 +12,9 @@ const statePrefix = "state:"
 // State returns the value SetState last stored under key, or "" if none.
 // The agent keeps small pieces of state here (the data budget of the month,
 // the last measured line rates) so that they share the outbox's durability
-// and survive restarts.
+// and survive restarts. They do not survive Recover: a corrupt outbox moved
+// aside takes them with it, and the agent then assumes the month's budget
+// was used at an even pace (schedule.Budget.AssumeOnPace).
 func (o *Outbox) State(ctx context.Context, key string) (string, error) {
 	return o.meta(ctx, statePrefix+key)
 }

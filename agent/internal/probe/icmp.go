@@ -1,7 +1,6 @@
 package probe
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"net"
@@ -29,34 +28,30 @@ var ErrICMPUnavailable = errors.New("unprivileged ICMP echo is not available (sy
 // It opens a ping socket once to see whether the system allows it; when it
 // does not, it returns an error wrapping ErrICMPUnavailable and the reason:
 // log that once (Info) and run the UDP prober alone. It also fails for an
-// empty or invalid ICMPTarget.
+// empty or invalid ICMPTarget (an IPv6 address, or not a valid host name).
 func NewLineQualityICMP(cfg LineQualityConfig) (Prober, error) {
 	if cfg.ICMPTarget == "" {
 		return nil, fmt.Errorf("icmp target: %w: empty", errLQTarget)
 	}
 	p := newLineQuality(cfg, "icmp", cfg.ICMPTarget)
-	if a, err := netip.ParseAddr(cfg.ICMPTarget); err == nil && !a.Unmap().Is4() {
-		return nil, fmt.Errorf("icmp target %q: %w: only IPv4 is supported", cfg.ICMPTarget, errLQTarget)
+	if _, err := p.parseTarget(); err != nil {
+		return nil, err
 	}
 	c, err := icmp.ListenPacket("udp4", "0.0.0.0")
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrICMPUnavailable, err)
 	}
 	_ = c.Close()
-	p.open = p.openICMP
+	p.open = openICMP
 	return p, nil
 }
 
-// openICMP resolves the target and opens a ping socket for the run. The
-// kernel gives the socket its own echo identifier and passes it only the
-// replies that carry it; replies are matched further by source address,
-// nonce and sequence number, which travel in the echo data (the 16-bit ICMP
-// sequence number holds the low bits of the probe's).
-func (p *lineQuality) openICMP(ctx context.Context) (lqStream, error) {
-	to, err := p.resolve(ctx, true)
-	if err != nil {
-		return nil, err
-	}
+// openICMP opens a ping socket for a run to to. The kernel gives the socket
+// its own echo identifier and passes it only the replies that carry it;
+// replies are matched further by source address, nonce and sequence number,
+// which travel in the echo data (the 16-bit ICMP sequence number holds the
+// low bits of the probe's).
+func openICMP(to netip.AddrPort) (lqStream, error) {
 	c, err := icmp.ListenPacket("udp4", "0.0.0.0")
 	if err != nil {
 		return nil, fmt.Errorf("open icmp ping socket: %w: %w", ErrICMPUnavailable, err)

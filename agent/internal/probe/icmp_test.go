@@ -16,6 +16,8 @@ func TestLineQualityICMP(t *testing.T) {
 		SendInterval: 20 * time.Millisecond,
 		Timeout:      250 * time.Millisecond,
 		Period:       300 * time.Millisecond,
+		// Never the real gateway from a test.
+		NoGatewayCheck: true,
 	}
 	p, err := NewLineQualityICMP(cfg)
 	if err != nil {
@@ -38,7 +40,7 @@ func TestLineQualityICMP(t *testing.T) {
 }
 
 func TestLineQualityICMPInvalidTarget(t *testing.T) {
-	for _, target := range []string{"", "::1", "2001:db8::1"} {
+	for _, target := range []string{"", "::1", "2001:db8::1", "bad host", "999.1.2.3"} {
 		p, err := NewLineQualityICMP(LineQualityConfig{UDPTarget: "127.0.0.1:9", ICMPTarget: target})
 		if err == nil || errors.Is(err, ErrICMPUnavailable) || p != nil {
 			t.Errorf("target %q: %v, %v; want an invalid-target error", target, p, err)

@@ -24,7 +24,29 @@ type LineQualityConfig struct {
 	// OutageAfter is how many consecutive losses make a disconnection
 	// (default 2).
 	OutageAfter int
-	Logger      *slog.Logger
+	// Busy reports whether the agent itself is loading the line now (its
+	// own speed test); nil for never. A probe for which it reports true
+	// when the probe is sent or when its fate is decided (its reply came,
+	// or its timeout ran out) is "under load": it is counted only in
+	// SentUnderLoad and ReceivedUnderLoad, and left out of Sent, Received,
+	// the RTT figures and the loss runs that make a disconnection (a lost
+	// one neither starts nor extends one; an answered one still ends one,
+	// as it proves the line carries traffic). It is called from the
+	// prober's goroutine a few times per probe: it must be cheap and safe
+	// for concurrent use (an atomic load).
+	Busy func() bool
+	// NoGatewayCheck turns the gateway check off: every disconnection's
+	// cause is "unknown" and nothing is dialled nor read. Default false:
+	// the default gateway is checked when a disconnection begins (see
+	// NewLineQuality). Tests and end-to-end runs set it.
+	NoGatewayCheck bool
+	// RouteFile is the IPv4 routing table the gateway check reads
+	// (default "/proc/net/route").
+	RouteFile string
+	// IPv6RouteFile is the IPv6 routing table the gateway check reads
+	// (default "/proc/net/ipv6_route"); a missing file means no IPv6.
+	IPv6RouteFile string
+	Logger        *slog.Logger
 }
 
 // DNSConfig configures the DNS probe.

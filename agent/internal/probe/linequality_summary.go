@@ -11,10 +11,11 @@ import (
 
 // summarise puts the figures of tally t into lq: counts, RTT statistics, the
 // disconnections that ended in the run and the one still going on. It waits
-// for the gateway checks of ended disconnections (each bounded by
-// lqCheckTimeout) unless ctx is done: their cause is then "unknown".
-func (p *lineQuality) summarise(ctx context.Context, lq *wire.LineQuality, t lqTally) {
+// for the gateway checks of the listed disconnections until deadline, unless
+// ctx is done: a check not done by then reads "unknown".
+func (p *lineQuality) summarise(ctx context.Context, lq *wire.LineQuality, t lqTally, deadline time.Time) {
 	lq.Sent, lq.Received = t.sent, t.received
+	lq.SentUnderLoad, lq.ReceivedUnderLoad = t.sentLoaded, t.receivedLoaded
 	if s := lqRTTStats(t.rtts); s != nil {
 		lq.RTTMinSeconds = wire.Float(s.min.Seconds())
 		lq.RTTP50Seconds = wire.Float(s.p50.Seconds())
@@ -25,26 +26,35 @@ func (p *lineQuality) summarise(ctx context.Context, lq *wire.LineQuality, t lqT
 		}
 	}
 
-	ended := t.ended
-	if len(ended) > lqMaxOutages {
-		// Only with a Period hundreds of times SendInterval; keep the first.
-		p.log.Warn("line quality: more outages than a summary holds; the last are left out",
-			"outages", len(ended), "kept", lqMaxOutages)
-		ended = ended[:lqMaxOutages]
-	}
-	for _, e := range ended {
+	wait := time.NewTimer(max(time.Until(deadline), 0))
+	defer wait.Stop()
+	waiting := true // until the deadline passes or ctx ends
+	var total float64
+	for i, e := range t.ended {
+		d := max(e.end.Sub(e.start), 0) // monotonic
+		total += d.Seconds()
+		if i >= lqMaxOutages {
+			// Only with a Period hundreds of times SendInterval: the
+			// first are listed, the rest only counted.
+			lq.OutagesDropped++
+			continue
+		}
 		cause := wire.CauseUnknown
 		select {
 		case <-e.check.done:
 			cause = e.check.cause
 		default:
-			select {
-			case <-e.check.done:
-				cause = e.check.cause
-			case <-ctx.Done(): // cut short: no waiting
+			if waiting {
+				select {
+				case <-e.check.done:
+					cause = e.check.cause
+				case <-ctx.Done(): // cut short: no waiting
+					waiting = false
+				case <-wait.C:
+					waiting = false
+				}
 			}
 		}
-		d := max(e.end.Sub(e.start), 0) // monotonic
 		end := e.end.UTC()
 		o := wire.Outage{
 			Start:           end.Add(-d),
@@ -57,6 +67,7 @@ func (p *lineQuality) summarise(ctx context.Context, lq *wire.LineQuality, t lqT
 		p.log.Info("line outage ended", "start", o.Start.Format(time.RFC3339Nano),
 			"duration_seconds", o.DurationSeconds, "lost_probes", o.LostProbes, "cause", o.Cause)
 	}
+	lq.OutageSecondsTotal = wire.Float(total)
 
 	p.mu.Lock()
 	if p.outage.lost >= p.outageAfter {

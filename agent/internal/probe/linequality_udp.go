@@ -1,14 +1,11 @@
 package probe
 
 import (
-	"context"
 	"crypto/rand"
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"net"
 	"net/netip"
-	"strconv"
 	"time"
 )
 
@@ -50,14 +47,10 @@ func lqNonce() [8]byte {
 	return n
 }
 
-// openUDP resolves the target and opens an unconnected UDP socket for the run.
-// (Unconnected: a connected socket would turn an ICMP "port unreachable" into
-// an error on a later send.)
-func (p *lineQuality) openUDP(ctx context.Context) (lqStream, error) {
-	to, err := p.resolve(ctx, false)
-	if err != nil {
-		return nil, err
-	}
+// openUDP opens an unconnected UDP socket for a run to to. (Unconnected: a
+// connected socket would turn an ICMP "port unreachable" into an error on a
+// later send.)
+func openUDP(to netip.AddrPort) (lqStream, error) {
 	network := "udp6"
 	if to.Addr().Is4() {
 		network = "udp4"
@@ -101,68 +94,3 @@ func (u *lqUDP) recv() (uint64, time.Time, error) {
 }
 
 func (u *lqUDP) close() error { return u.conn.Close() }
-
-// errLQTarget marks a target that is invalid in itself (not worth a retry).
-var errLQTarget = errors.New("invalid target")
-
-// resolve returns the address of the target (host:port for UDP, a host for
-// ICMP, which must be IPv4). A name is looked up for every run; when the
-// lookup fails the last address found is used, if there is one, so that a
-// DNS failure during an outage does not turn the outage into failed runs.
-// IPv4 is preferred when a name has both kinds of address.
-func (p *lineQuality) resolve(ctx context.Context, icmp bool) (netip.AddrPort, error) {
-	host, port := p.target, uint16(0)
-	if !icmp {
-		h, ps, err := net.SplitHostPort(p.target)
-		if err != nil {
-			return netip.AddrPort{}, fmt.Errorf("udp target %q: %w: %w", p.target, errLQTarget, err)
-		}
-		n, err := strconv.ParseUint(ps, 10, 16)
-		if err != nil || n == 0 {
-			return netip.AddrPort{}, fmt.Errorf("udp target %q: %w: port must be 1-65535", p.target, errLQTarget)
-		}
-		host, port = h, uint16(n)
-	}
-	if host == "" {
-		return netip.AddrPort{}, fmt.Errorf("%s target %q: %w: no host", p.method, p.target, errLQTarget)
-	}
-	if a, err := netip.ParseAddr(host); err == nil {
-		if icmp && !a.Unmap().Is4() {
-			return netip.AddrPort{}, fmt.Errorf("icmp target %q: %w: only IPv4 is supported", p.target, errLQTarget)
-		}
-		return netip.AddrPortFrom(a.Unmap(), port), nil
-	}
-
-	lctx, cancel := context.WithTimeout(ctx, lqResolveTimeout)
-	defer cancel()
-	network := "ip"
-	if icmp {
-		network = "ip4"
-	}
-	addrs, err := net.DefaultResolver.LookupNetIP(lctx, network, host)
-	if err == nil && len(addrs) == 0 {
-		err = errors.New("no addresses")
-	}
-	if err != nil {
-		p.mu.Lock()
-		cached := p.cached
-		p.mu.Unlock()
-		if cached.IsValid() && ctx.Err() == nil {
-			p.log.Debug("line quality: lookup failed; using the last address", "err", err, "address", cached.Addr().String())
-			return cached, nil
-		}
-		return netip.AddrPort{}, fmt.Errorf("resolve %s target %q: %w", p.method, p.target, err)
-	}
-	pick := addrs[0].Unmap()
-	for _, a := range addrs {
-		if a.Unmap().Is4() {
-			pick = a.Unmap()
-			break
-		}
-	}
-	got := netip.AddrPortFrom(pick, port)
-	p.mu.Lock()
-	p.cached = got
-	p.mu.Unlock()
-	return got, nil
-}

@@ -1,6 +1,7 @@
 package schedule
 
 import (
+	"cmp"
 	"hash/fnv"
 	"math/rand/v2"
 	"slices"
@@ -142,7 +143,7 @@ func union(spans []Span) []Span {
 			s = append(s, sp)
 		}
 	}
-	slices.SortFunc(s, func(a, b Span) int { return int(a.From - b.From) })
+	slices.SortFunc(s, compareSpans)
 	var out []Span
 	for _, sp := range s {
 		if len(out) > 0 && sp.From <= out[len(out)-1].To {
@@ -152,6 +153,13 @@ func union(spans []Span) []Span {
 		out = append(out, sp)
 	}
 	return out
+}
+
+// compareSpans orders spans by their start, then their end. It compares
+// rather than subtracts: a difference of Durations does not fit the 32-bit
+// int of armhf.
+func compareSpans(a, b Span) int {
+	return cmp.Or(cmp.Compare(a.From, b.From), cmp.Compare(a.To, b.To))
 }
 
 // next returns the first planned instant after t, looking up to 8 days

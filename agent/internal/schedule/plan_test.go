@@ -1,6 +1,7 @@
 package schedule
 
 import (
+	"math"
 	"slices"
 	"testing"
 	"time"
@@ -196,5 +197,27 @@ func TestPlannerNextAndCount(t *testing.T) {
 	// a week with no span: no next run
 	if got := newPlanner(&Plan{TestsPerDay: 2}, loc, 7, "x").next(from); !got.IsZero() {
 		t.Fatalf("next with no windows = %s", got)
+	}
+}
+
+// TestUnionOrder: spans hours apart are ordered and merged correctly. A
+// comparator written as int(a.From - b.From) wraps where int is 32 bits
+// (armhf): hours apart are more than 2^31 nanoseconds.
+func TestUnionOrder(t *testing.T) {
+	for _, tt := range []struct{ a, b time.Duration }{
+		{hm(9, 0), hm(13, 0)}, {0, 24 * time.Hour}, {0, 1<<31 + 1}, {0, 1 << 32},
+		{math.MinInt64, math.MaxInt64}, // wraps even in 64 bits
+	} {
+		if got := compareSpans(Span{From: tt.a}, Span{From: tt.b}); got >= 0 {
+			t.Errorf("compareSpans(from %d, from %d) = %d, want < 0", tt.a, tt.b, got)
+		}
+		if got := compareSpans(Span{From: tt.b}, Span{From: tt.a}); got <= 0 {
+			t.Errorf("compareSpans(from %d, from %d) = %d, want > 0", tt.b, tt.a, got)
+		}
+	}
+	got := union([]Span{{hm(13, 0), hm(17, 0)}, {hm(20, 0), hm(22, 0)}, {hm(9, 0), hm(12, 0)}, {hm(16, 0), hm(18, 0)}, {0, hm(1, 0)}})
+	want := []Span{{0, hm(1, 0)}, {hm(9, 0), hm(12, 0)}, {hm(13, 0), hm(18, 0)}, {hm(20, 0), hm(22, 0)}}
+	if !slices.Equal(got, want) {
+		t.Fatalf("union = %v, want %v", got, want)
 	}
 }

@@ -23,6 +23,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hubmon/hubmon/agent/internal/probe"
@@ -91,6 +92,10 @@ type Options struct {
 	// Budget weighs and counts heavy runs; nil for one without a limit,
 	// kept in memory.
 	Budget *Budget
+	// Busy, if set, is true while a heavy job's probe runs and false
+	// otherwise, so that light probes can tell the agent's own load on the
+	// line (probe.LineQualityConfig.Busy) from the line's state.
+	Busy *atomic.Bool
 }
 
 // RunOnce runs job now and returns its measurement. It returns nil when ctx
@@ -307,11 +312,22 @@ func (s *scheduler) runHeavy(ctx context.Context, job Job, at time.Time) {
 			"duration_seconds", dec.duration.Seconds(), "full_duration_seconds", job.Duration.Seconds(),
 			"estimated_bytes", dec.estimate, "reason", dec.reason)
 	}
-	m := runOnce(ctx, job, job.prober(dec.duration), s.clock)
+	m := s.loading(func() *wire.Measurement { return runOnce(ctx, job, job.prober(dec.duration), s.clock) })
 	s.budget.record(job, at, dec, m)
 	if m != nil {
 		s.deliver(ctx, job, m)
 	}
+}
+
+// loading runs f with opts.Busy set. Heavy runs never overlap (the heavy
+// token), so one flag is enough.
+func (s *scheduler) loading(f func() *wire.Measurement) *wire.Measurement {
+	if s.opts.Busy == nil {
+		return f()
+	}
+	s.opts.Busy.Store(true)
+	defer s.opts.Busy.Store(false)
+	return f()
 }
 
 // runsLeft counts the heavy runs planned from at to the end of its month,

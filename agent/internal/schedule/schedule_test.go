@@ -150,3 +150,31 @@ func TestRunOnceKinds(t *testing.T) {
 		t.Fatalf("figures not passed on: %+v", m)
 	}
 }
+
+// TestBusy: Options.Busy is set while a heavy probe runs, and only then.
+func TestBusy(t *testing.T) {
+	from := time.Date(2026, 5, 4, 0, 0, 0, 0, time.UTC)
+	clock := newFakeClock(from)
+	var busy atomic.Bool
+	var inHeavy []bool
+	heavy := Job{Name: "internet", Kind: wire.KindSpeedtest, Heavy: true, Interval: time.Hour, FirstRun: 30 * time.Second, Timeout: time.Hour, Duration: 10 * time.Second,
+		NewProber: func(d time.Duration) probe.Prober {
+			return proberFunc(func(ctx context.Context) (probe.Result, error) {
+				inHeavy = append(inHeavy, busy.Load())
+				<-clock.After(time.Minute)
+				panic("boom") // Busy is cleared all the same
+			})
+		}}
+	// samples at 00:00:10, during the speed test (00:00:30-00:01:30) at
+	// 00:01:10, then at 00:02:10 ...
+	var seen []bool
+	light := Job{Name: "dns", Kind: wire.KindDNS, Interval: time.Minute, FirstRun: 10 * time.Second, Timeout: time.Hour,
+		Prober: proberFunc(func(ctx context.Context) (probe.Result, error) {
+			seen = append(seen, busy.Load())
+			return probe.Result{}, errors.New("x")
+		})}
+	simulate(t, clock, []Job{heavy, light}, Options{Busy: &busy}, from.Add(3*time.Minute))
+	if len(inHeavy) != 1 || !inHeavy[0] || len(seen) != 3 || seen[0] || !seen[1] || seen[2] || busy.Load() {
+		t.Fatalf("busy in the heavy probe %v; seen by the light one at 00:00:10, 00:01:10, 00:02:10: %v; at the end %v", inHeavy, seen, busy.Load())
+	}
+}

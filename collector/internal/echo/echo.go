@@ -24,13 +24,37 @@
 // Anything else gets no answer at all: datagrams that do not start with the
 // request prefix, that carry more than 64 bytes of data, or that come from
 // source port 0-1023 (where the well-known UDP services and other reflectors
-// listen; agents send from ephemeral ports). A valid request is answered only
-// while its source has tokens: each source IPv4 address (each /64 for IPv6)
-// has a token bucket (by default 20 requests a second, bursts of 40), and the
-// table of sources is bounded (by default 10,000, evicting the least recently
-// seen), so a flood with forged source addresses can neither turn the
-// responder into a reflector of any size nor grow its memory. An evicted
-// source just starts again with a full bucket.
+// listen; agents send from ephemeral ports).
+//
+// # Rate limits, and what they guarantee
+//
+// A valid request is answered only when two token buckets both have a token:
+// the responder's global bucket and its source's bucket (a source is an IPv4
+// address, or an IPv6 /64: one host holds a whole /64). Whatever the source
+// addresses of the requests, forged or not, with the defaults in brackets:
+//
+//   - No amplification: a reply is exactly as long as its request and goes
+//     only to the request's source address and port.
+//   - A global cap: at most GlobalBurst + GlobalRatePerSecond × t replies in
+//     any t seconds, to all destinations together (4,000 + 2,000/s; a
+//     reply carries at most 77 bytes of payload, so at most about
+//     1.7 Mbit/s with IPv4 headers, 0.9 Mbit/s for the agents' 29 bytes).
+//   - Per source: at most Burst + RatePerSecond × t replies in any t seconds
+//     (40 + 20/s), plus NewSourceTokens (2) each time the source enters the
+//     table of sources again after being forgotten. The table holds at most
+//     MaxSources sources (10,000) and forgets the least recently seen
+//     first; a source entering it starts with NewSourceTokens, never a full
+//     burst. A request refused by the global cap does not touch the table,
+//     and a source is forgotten only after MaxSources other sources have
+//     been seen since it was last seen: rotating forged addresses to flush
+//     a victim out of the table costs at least MaxSources requests for
+//     every NewSourceTokens replies it gains the victim, within the cap.
+//   - Bounded memory: the table never holds more than MaxSources buckets.
+//
+// The price of the global cap: a flood above it also starves the real
+// agents, which then report loss; at every site at once, which tells it
+// from a line fault, and DroppedGlobal counts it. The default answers about
+// 3,000 agents at one probe every 1.5 s.
 //
 // A Server is safe for concurrent use. Serve may be called for several packet
 // conns (say IPv4 and IPv6); Close stops all of them.
@@ -63,12 +87,16 @@ const (
 
 // Defaults of Options.
 const (
-	DefaultRatePerSecond = 20
-	DefaultBurst         = 40
-	DefaultMaxSources    = 10_000
+	DefaultRatePerSecond       = 20
+	DefaultBurst               = 40
+	DefaultMaxSources          = 10_000
+	DefaultNewSourceTokens     = 2
+	DefaultGlobalRatePerSecond = 2000
+	DefaultGlobalBurst         = 4000
 )
 
-// Options configures a Server. The zero value is usable.
+// Options configures a Server. The zero value is usable: zero (or negative)
+// fields take their defaults.
 type Options struct {
 	Logger *slog.Logger
 	// RatePerSecond is how many requests a second one source may have
@@ -80,6 +108,41 @@ type Options struct {
 	// MaxSources bounds the table of sources' token buckets (default
 	// 10,000); the least recently seen source is forgotten first.
 	MaxSources int
+	// NewSourceTokens is how many tokens a source has when it enters the
+	// table, new or forgotten earlier (default 2, at most Burst).
+	NewSourceTokens int
+	// GlobalRatePerSecond is how many requests a second the responder
+	// answers at most, from all sources together (default 2,000).
+	GlobalRatePerSecond float64
+	// GlobalBurst is how many it answers at most at once (default 4,000).
+	GlobalBurst int
+}
+
+// withDefaults returns o with its zero fields set to their defaults.
+func (o Options) withDefaults() Options {
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.RatePerSecond <= 0 {
+		o.RatePerSecond = DefaultRatePerSecond
+	}
+	if o.Burst <= 0 {
+		o.Burst = DefaultBurst
+	}
+	if o.MaxSources <= 0 {
+		o.MaxSources = DefaultMaxSources
+	}
+	if o.NewSourceTokens <= 0 {
+		o.NewSourceTokens = DefaultNewSourceTokens
+	}
+	o.NewSourceTokens = min(o.NewSourceTokens, o.Burst)
+	if o.GlobalRatePerSecond <= 0 {
+		o.GlobalRatePerSecond = DefaultGlobalRatePerSecond
+	}
+	if o.GlobalBurst <= 0 {
+		o.GlobalBurst = DefaultGlobalBurst
+	}
+	return o
 }
 
 // Server answers hubmon echo requests. Create it with New.
@@ -87,9 +150,10 @@ type Server struct {
 	log *slog.Logger
 	now func() time.Time // tests freeze it
 
-	answered atomic.Int64
-	dropped  atomic.Int64
-	ignored  atomic.Int64
+	answered      atomic.Int64
+	dropped       atomic.Int64
+	droppedGlobal atomic.Int64
+	ignored       atomic.Int64
 
 	limMu sync.Mutex
 	lim   *limiter
@@ -102,22 +166,11 @@ type Server struct {
 
 // New returns a Server with opts; zero fields take their defaults.
 func New(opts Options) *Server {
-	if opts.Logger == nil {
-		opts.Logger = slog.New(slog.DiscardHandler)
-	}
-	if opts.RatePerSecond <= 0 {
-		opts.RatePerSecond = DefaultRatePerSecond
-	}
-	if opts.Burst <= 0 {
-		opts.Burst = DefaultBurst
-	}
-	if opts.MaxSources <= 0 {
-		opts.MaxSources = DefaultMaxSources
-	}
+	opts = opts.withDefaults()
 	return &Server{
 		log:     opts.Logger,
 		now:     time.Now,
-		lim:     newLimiter(opts.RatePerSecond, float64(opts.Burst), opts.MaxSources),
+		lim:     newLimiter(opts),
 		packets: make(map[net.PacketConn]struct{}),
 	}
 }
@@ -126,8 +179,13 @@ func New(opts Options) *Server {
 func (s *Server) Answered() int64 { return s.answered.Load() }
 
 // Dropped is the number of valid requests not answered: over their source's
-// rate limit, or the reply could not be sent.
+// rate limit or the global one, or the reply could not be sent.
 func (s *Server) Dropped() int64 { return s.dropped.Load() }
+
+// DroppedGlobal is the number of valid requests not answered because the
+// responder was at its global cap (counted in Dropped too). Anything but 0
+// means a flood, or more agents than GlobalRatePerSecond allows for.
+func (s *Server) DroppedGlobal() int64 { return s.droppedGlobal.Load() }
 
 // Ignored is the number of datagrams that were not valid requests (wrong
 // prefix, too long, from a port below 1024, not UDP) and got no answer.
@@ -193,10 +251,13 @@ func (s *Server) handle(pc net.PacketConn, req []byte, addr net.Addr) {
 		return
 	}
 	s.limMu.Lock()
-	allowed := s.lim.allow(sourceKey(src.Addr()), s.now())
+	v := s.lim.allow(sourceKey(src.Addr()), s.now())
 	s.limMu.Unlock()
-	if !allowed {
+	if v != allowed {
 		s.dropped.Add(1)
+		if v == deniedGlobal {
+			s.droppedGlobal.Add(1)
+		}
 		return
 	}
 	req[len(RequestPrefix)-1] = ReplyPrefix[len(ReplyPrefix)-1]

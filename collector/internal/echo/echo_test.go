@@ -104,8 +104,12 @@ func (c *client) recv() []byte {
 func request(data string) []byte { return []byte(RequestPrefix + data) }
 func reply(data string) []byte   { return []byte(ReplyPrefix + data) }
 
+// burstAtOnce lets a new source use a full burst at once, for tests that
+// send requests back to back (an agent sends one every 1.5 s).
+var burstAtOnce = Options{NewSourceTokens: DefaultBurst}
+
 func TestRoundTrip(t *testing.T) {
-	ts := startServer(t, Options{}, nil)
+	ts := startServer(t, burstAtOnce, nil)
 	c := newClient(t, ts.addr)
 	for _, data := range []string{"", "x", "\x00\x01\x02\xff seq 42", string(bytes.Repeat([]byte{0xAB}, MaxDataBytes))} {
 		c.send(request(data))
@@ -137,7 +141,7 @@ func TestIgnored(t *testing.T) {
 		{"oversize by one", request(string(bytes.Repeat([]byte("z"), MaxDataBytes+1)))},
 		{"oversize", request(string(bytes.Repeat([]byte("z"), 1400)))},
 	}
-	ts := startServer(t, Options{}, nil)
+	ts := startServer(t, burstAtOnce, nil)
 	c := newClient(t, ts.addr)
 	for i, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -176,6 +180,23 @@ func TestRateLimit(t *testing.T) {
 	c := newClient(t, ts.addr)
 	other := newClientFrom(t, net.IPv4(127, 0, 0, 2), ts.addr) // another source address
 
+	// A new source starts with NewSourceTokens (2): 2 answered, 1 dropped.
+	for i := range 3 {
+		c.send(request(string(rune('0' + i))))
+	}
+	for i := range 2 {
+		if got, want := c.recv(), reply(string(rune('0'+i))); !bytes.Equal(got, want) {
+			t.Fatalf("new source, reply %d = %q, want %q", i, got, want)
+		}
+	}
+	other.send(request("warm"))
+	if got := other.recv(); !bytes.Equal(got, reply("warm")) {
+		t.Fatalf("other source: got %q", got)
+	}
+	ts.waitCounts(t, 3, 1)
+	advance(time.Second) // both buckets fill up to the burst
+	ts.waitCounts(t, 3, 1)
+
 	// The clock stands still: a burst of 5 is answered, the rest dropped.
 	for i := range 12 {
 		c.send(request(string(rune('a' + i))))
@@ -191,7 +212,7 @@ func TestRateLimit(t *testing.T) {
 	if got := other.recv(); !bytes.Equal(got, reply("other")) {
 		t.Fatalf("other source: got %q", got)
 	}
-	ts.waitCounts(t, 6, 7)
+	ts.waitCounts(t, 9, 8)
 
 	// 0.3 s at 10/s refills 3 tokens.
 	advance(300 * time.Millisecond)
@@ -207,20 +228,68 @@ func TestRateLimit(t *testing.T) {
 	if got := other.recv(); !bytes.Equal(got, reply("other2")) {
 		t.Fatalf("other source: got %q", got)
 	}
-	ts.waitCounts(t, 10, 9)
+	ts.waitCounts(t, 13, 10)
+	if ts.DroppedGlobal() != 0 {
+		t.Errorf("DroppedGlobal = %d, want 0", ts.DroppedGlobal())
+	}
 }
+
+// TestGlobalCap: over the global cap nothing is answered, whatever the
+// source; the drops are counted apart.
+func TestGlobalCap(t *testing.T) {
+	var mu sync.Mutex
+	now := time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC)
+	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	advance := func(d time.Duration) { mu.Lock(); defer mu.Unlock(); now = now.Add(d) }
+
+	ts := startServer(t, Options{GlobalRatePerSecond: 10, GlobalBurst: 3}, clock)
+	var clients []*client
+	for i := range 5 {
+		clients = append(clients, newClientFrom(t, net.IPv4(127, 0, 0, byte(1+i)), ts.addr))
+	}
+	// Five sources, one request each, each sent after the previous one was
+	// answered or counted: the first three are answered, the cap refuses
+	// the others.
+	for i, c := range clients {
+		c.send(request("x"))
+		if i < 3 {
+			if got := c.recv(); !bytes.Equal(got, reply("x")) {
+				t.Fatalf("source %d: got %q", i, got)
+			}
+		} else {
+			ts.waitCounts(t, 3, int64(i-2))
+		}
+	}
+	if ts.DroppedGlobal() != 2 || ts.Sources() != 3 {
+		t.Errorf("DroppedGlobal %d, sources %d; want 2 and 3 (refused requests do not enter the table)", ts.DroppedGlobal(), ts.Sources())
+	}
+	// 0.1 s at 10/s: one more.
+	advance(100 * time.Millisecond)
+	clients[4].send(request("y"))
+	if got := clients[4].recv(); !bytes.Equal(got, reply("y")) {
+		t.Fatalf("after refill: got %q", got)
+	}
+	ts.waitCounts(t, 4, 2)
+}
+
+// testLimiter is a limiter with o's options over the defaults.
+func testLimiter(o Options) *limiter { return newLimiter(o.withDefaults()) }
 
 func TestLimiterBoundedTable(t *testing.T) {
 	now := time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC)
-	l := newLimiter(1, 2, 3)
+	l := testLimiter(Options{RatePerSecond: 1, Burst: 2, MaxSources: 3, NewSourceTokens: 1})
 	a := func(s string) netip.Addr { return netip.MustParseAddr(s) }
-	// a exhausts its bucket.
+	// a new source has one token; a second after, its bucket is full (2).
+	if l.allow(a("192.0.2.1"), now) != allowed || l.allow(a("192.0.2.1"), now) != deniedSource {
+		t.Fatal("new source: want one token")
+	}
+	now = now.Add(2 * time.Second)
 	for range 2 {
-		if !l.allow(a("192.0.2.1"), now) {
+		if l.allow(a("192.0.2.1"), now) != allowed {
 			t.Fatal("burst refused")
 		}
 	}
-	if l.allow(a("192.0.2.1"), now) {
+	if l.allow(a("192.0.2.1"), now) != deniedSource {
 		t.Fatal("over burst allowed")
 	}
 	// A flood of other sources never grows the table past 3 ...
@@ -231,13 +300,98 @@ func TestLimiterBoundedTable(t *testing.T) {
 		}
 	}
 	// ... and the least recently seen (192.0.2.1) was forgotten: it starts
-	// again with a full bucket.
-	if !l.allow(a("192.0.2.1"), now) {
-		t.Error("evicted source should start with a full bucket")
+	// again with NewSourceTokens (1), not a full bucket.
+	if l.allow(a("192.0.2.1"), now) != allowed || l.allow(a("192.0.2.1"), now) != deniedSource {
+		t.Error("evicted source should start again with one token")
 	}
-	// The most recently seen are kept: 198.51.100.99 has used one token.
-	if !l.allow(a("198.51.100.99"), now) || l.allow(a("198.51.100.99"), now) {
+	// The most recently seen are kept: 198.51.100.99 has used its token.
+	if l.allow(a("198.51.100.99"), now) != deniedSource {
 		t.Error("recent source's bucket not kept")
+	}
+}
+
+// TestReviewEvictionDefeatsRateLimit is the reviewer's attack: a victim's
+// address forged between floods of 10,000 other forged addresses, which
+// used to flush it out of the table and bring it back with a full bucket.
+func TestReviewEvictionDefeatsRateLimit(t *testing.T) {
+	now := time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC)
+	l := testLimiter(Options{RatePerSecond: 20, Burst: 40, MaxSources: 10_000})
+	victim := netip.MustParseAddr("198.51.100.7")
+	got := 0
+	for round := range 200 {
+		if l.allow(victim, now) == allowed {
+			got++
+		}
+		for i := range 10_000 {
+			l.allow(netip.AddrFrom4([4]byte{10, byte(round), byte(i >> 8), byte(i)}), now)
+		}
+	}
+	if got > 40 {
+		t.Errorf("victim got %d replies; bucket holds 40", got)
+	}
+}
+
+// TestEvictionGainsLittle: with the global cap out of the way, each time the
+// victim is flushed out and comes back it gains NewSourceTokens replies, not
+// a burst.
+func TestEvictionGainsLittle(t *testing.T) {
+	now := time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC)
+	const rounds, perRound = 50, 5
+	l := testLimiter(Options{RatePerSecond: 20, Burst: 40, MaxSources: 1000, NewSourceTokens: 2, GlobalRatePerSecond: 1e9, GlobalBurst: 1e9})
+	victim := netip.MustParseAddr("198.51.100.7")
+	got := 0
+	for round := range rounds {
+		for range perRound {
+			if l.allow(victim, now) == allowed {
+				got++
+			}
+		}
+		for i := range 1000 {
+			l.allow(netip.AddrFrom4([4]byte{10, byte(round), byte(i >> 8), byte(i)}), now)
+		}
+	}
+	if got != rounds*2 {
+		t.Errorf("victim got %d replies in %d rounds; want 2 a round", got, rounds)
+	}
+}
+
+// TestGlobalBucket: the global bucket caps all sources together, refills at
+// its rate, and a request it refuses does not enter the table.
+func TestGlobalBucket(t *testing.T) {
+	now := time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC)
+	l := testLimiter(Options{})
+	src := func(i int) netip.Addr { return netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)}) }
+	count := func(from, to int) (ok, global int) {
+		for i := from; i < to; i++ {
+			switch l.allow(src(i), now) {
+			case allowed:
+				ok++
+			case deniedGlobal:
+				global++
+			}
+		}
+		return ok, global
+	}
+	if ok, global := count(0, 5000); ok != DefaultGlobalBurst || global != 5000-DefaultGlobalBurst {
+		t.Errorf("burst: %d allowed, %d refused globally; want %d and %d", ok, global, DefaultGlobalBurst, 5000-DefaultGlobalBurst)
+	}
+	if l.len() != DefaultGlobalBurst {
+		t.Errorf("table holds %d sources, want %d", l.len(), DefaultGlobalBurst)
+	}
+	now = now.Add(100 * time.Millisecond) // 200 tokens at 2,000/s
+	if ok, _ := count(5000, 6000); ok != 200 {
+		t.Errorf("after 0.1 s: %d allowed, want 200", ok)
+	}
+}
+
+func TestOptionsDefaults(t *testing.T) {
+	o := Options{}.withDefaults()
+	if o.Logger == nil || o.RatePerSecond != 20 || o.Burst != 40 || o.MaxSources != 10_000 || o.NewSourceTokens != 2 ||
+		o.GlobalRatePerSecond != 2000 || o.GlobalBurst != 4000 {
+		t.Errorf("defaults %+v", o)
+	}
+	if o := (Options{Burst: 1, NewSourceTokens: 5}).withDefaults(); o.NewSourceTokens != 1 {
+		t.Errorf("new-source tokens %d, want capped at the burst (1)", o.NewSourceTokens)
 	}
 }
 

@@ -99,7 +99,7 @@ func TestPromtoolCheckMetrics(t *testing.T) {
 		t.Fatalf("promtool check metrics: %v\n%s", err, out)
 	}
 	for _, want := range []string{
-		`hubmon_linequality_loss_ratio{method="udp",probe="line",site="leeds-central-library"} 0.075`,
+		`hubmon_linequality_loss_ratio{method="udp",probe="line",site="leeds-central-library"} 0.08333333333333333`,
 		`hubmon_linequality_last_outage_duration_seconds{cause="wan",method="udp",probe="line",site="leeds-central-library"} 14.5`,
 		`hubmon_dns_success{name="www.nhs.uk",probe="dns",resolver="192.0.2.53:53",site="leeds-central-library"} 0`,
 		`hubmon_http_phase_seconds{phase="tls",probe="services",service="gov-uk",site="leeds-central-library"} 0.041`,

@@ -73,9 +73,16 @@ func (f *Fleet) Count(m *wire.Measurement) {
 	t := f.total(probeKey{m.Site, m.Probe, l.Method})
 	t.sent += l.Sent
 	t.received += l.Received
+	listed := 0.0
 	for _, o := range l.Outages {
 		t.outages[o.Cause]++
 		t.outageSeconds[o.Cause] += o.DurationSeconds
+		listed += o.DurationSeconds
+	}
+	// beyond the 64 a summary lists: counted, cause unknown
+	t.outages[wire.CauseUnknown] += l.OutagesDropped
+	if l.OutageSecondsTotal != nil && *l.OutageSecondsTotal > listed {
+		t.outageSeconds[wire.CauseUnknown] += *l.OutageSecondsTotal - listed
 	}
 }
 

@@ -357,8 +357,15 @@ func (s *Store) LineTotals(ctx context.Context) ([]LineTotal, error) {
 		}
 		return t
 	}
+	// Outages beyond the 64 a summary lists (outages_dropped), and the time
+	// outage_seconds_total has beyond the listed ones, count with cause
+	// "unknown".
 	rows, err := s.r.QueryContext(ctx, `SELECT site, probe, json_extract(payload, '$.linequality.method'),
-		sum(json_extract(payload, '$.linequality.sent')), sum(json_extract(payload, '$.linequality.received'))
+		sum(json_extract(payload, '$.linequality.sent')), sum(json_extract(payload, '$.linequality.received')),
+		sum(coalesce(json_extract(payload, '$.linequality.outages_dropped'), 0)),
+		sum(CASE WHEN json_extract(payload, '$.linequality.outage_seconds_total') IS NULL THEN 0
+			ELSE json_extract(payload, '$.linequality.outage_seconds_total') - coalesce((SELECT sum(json_extract(o.value, '$.duration_seconds'))
+				FROM json_each(payload, '$.linequality.outages') AS o), 0) END)
 		FROM measurements WHERE kind = 'linequality' AND json_extract(payload, '$.linequality.method') IS NOT NULL
 		GROUP BY 1, 2, 3`)
 	if err != nil {
@@ -366,13 +373,16 @@ func (s *Store) LineTotals(ctx context.Context) ([]LineTotal, error) {
 	}
 	for rows.Next() {
 		var k key
-		var sent, recv sql.NullInt64
-		if err := rows.Scan(&k.site, &k.probe, &k.method, &sent, &recv); err != nil {
+		var sent, recv, dropped sql.NullInt64
+		var extra sql.NullFloat64
+		if err := rows.Scan(&k.site, &k.probe, &k.method, &sent, &recv, &dropped, &extra); err != nil {
 			rows.Close()
 			return nil, fmt.Errorf("line totals: %w", err)
 		}
 		t := get(k)
 		t.Sent, t.Received = sent.Int64, recv.Int64
+		t.Outages[wire.CauseUnknown] += dropped.Int64
+		t.OutageSeconds[wire.CauseUnknown] += max(0, extra.Float64)
 	}
 	rows.Close()
 	rows, err = s.r.QueryContext(ctx, `SELECT m.site, m.probe, json_extract(m.payload, '$.linequality.method'),
