@@ -3,8 +3,13 @@
 // external broker configured it embeds one, so one command runs the system.
 //
 //	hubmon-collector run -config collector.yaml [-check-config]
+//	hubmon-collector report -config collector.yaml [-since 30d] [-format csv|json|html]
 //	hubmon-collector passwd -file passwd SITE   (password read from stdin)
 //	hubmon-collector version
+//
+// run reloads the sites file and the embedded broker's password file on
+// SIGHUP. report writes the gap report (one row per hub) from the history,
+// read-only, to stdout.
 package main
 
 import (

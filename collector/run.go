@@ -26,8 +26,10 @@ import (
 	"github.com/hubmon/hubmon/collector/internal/broker"
 	"github.com/hubmon/hubmon/collector/internal/config"
 	"github.com/hubmon/hubmon/collector/internal/echo"
+	"github.com/hubmon/hubmon/collector/internal/gaps"
 	"github.com/hubmon/hubmon/collector/internal/ingest"
 	"github.com/hubmon/hubmon/collector/internal/metrics"
+	"github.com/hubmon/hubmon/collector/internal/sites"
 	"github.com/hubmon/hubmon/collector/internal/speedserver"
 	"github.com/hubmon/hubmon/collector/internal/store"
 	"github.com/hubmon/hubmon/collector/internal/web"
@@ -43,8 +45,14 @@ const usage = `hubmon-collector stores hubmon agents' measurements and exposes t
 
 Usage:
   hubmon-collector run -config collector.yaml [-check-config] [-log-level info]
+  hubmon-collector report -config collector.yaml [-since 30d] [-format csv|json|html]
   hubmon-collector passwd -file PASSWORD_FILE SITE    (reads the password from stdin)
   hubmon-collector version
+
+run: SIGHUP reloads the sites file and the embedded broker's password file;
+a file that does not load is logged and the previous one stays in use.
+report: the gap report (one row per hub) from the history, read-only, to
+stdout; the same is served at /report.csv, /report.json and /report.html.
 `
 
 func run(ctx context.Context, args []string, getenv func(string) string, stdin io.Reader, stdout, stderr io.Writer) int {
@@ -55,6 +63,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 	switch args[0] {
 	case "run":
 		return cmdRun(ctx, args[1:], getenv, stdout, stderr)
+	case "report":
+		return cmdReport(ctx, args[1:], getenv, stdout, stderr)
 	case "passwd":
 		return cmdPasswd(args[1:], stdin, stdout, stderr)
 	case "version", "-version", "--version":
@@ -115,6 +125,14 @@ func cmdRun(ctx context.Context, args []string, getenv func(string) string, stdo
 	}
 	if *checkOnly {
 		fmt.Fprintf(stdout, "%s: configuration is valid\n", *configPath)
+		if cfg.SitesFile != "" {
+			list, err := config.LoadSites(cfg.SitesFile, getenv)
+			if err != nil {
+				fmt.Fprintf(stderr, "hubmon-collector: %v\n", err)
+				return 1
+			}
+			fmt.Fprintf(stdout, "%s: sites file is valid (%d sites)\n", cfg.SitesFile, len(list))
+		}
 		return 0
 	}
 	var level slog.Level
@@ -123,7 +141,7 @@ func cmdRun(ctx context.Context, args []string, getenv func(string) string, stdo
 		return 2
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
-	if err := collect(ctx, cfg, log); err != nil {
+	if err := collect(ctx, cfg, getenv, log); err != nil {
 		log.Error("hubmon-collector stopped", "err", err)
 		return 1
 	}
@@ -131,9 +149,27 @@ func cmdRun(ctx context.Context, args []string, getenv func(string) string, stdo
 }
 
 // collect runs the collector until ctx is done or a fatal error.
-func collect(ctx context.Context, cfg *config.Config, log *slog.Logger) (err error) {
+func collect(ctx context.Context, cfg *config.Config, getenv func(string) string, log *slog.Logger) (err error) {
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
+	// SIGHUP reloads files (below); catch it from the start, so that an
+	// early one does not end the process
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+
+	hubs, err := sites.New(sites.Options{Path: cfg.SitesFile, AutoRegister: cfg.AutoRegister, Getenv: getenv})
+	if err != nil {
+		return err
+	}
+	switch {
+	case cfg.SitesFile == "":
+		log.Warn("no sites_file: messages from every site are accepted, and hubs are known only by their ids")
+	case cfg.AutoRegister:
+		log.Info("sites file loaded; sites not in it are accepted too (auto_register)", "sites", len(hubs.Sites()))
+	default:
+		log.Info("sites file loaded", "sites", len(hubs.Sites()))
+	}
 
 	st, err := store.Open(cfg.Database)
 	if err != nil {
@@ -151,7 +187,23 @@ func collect(ctx context.Context, cfg *config.Config, log *slog.Logger) (err err
 		Name: "hubmon_collector_store_size_bytes", Help: "Size of the history database and its write-ahead log on disk.",
 	}, func() float64 { return float64(st.SizeBytes()) }))
 
-	in := ingest.New(ingest.Options{Store: st, Fleet: fleet, Health: health, Logger: log.With("component", "ingest")})
+	reg.MustRegister(hubs)
+
+	engine := gaps.New(gaps.Options{Store: st, Sites: hubs, Rules: cfg.Thresholds.Rules(), BelowRatio: cfg.Thresholds.BelowRatioValue(),
+		Presence: cfg.Gaps.Presence, Interval: cfg.Gaps.Interval, Logger: log.With("component", "gaps")})
+	reg.MustRegister(engine)
+	engineCtx, stopEngine := context.WithCancel(context.Background())
+	engineDone := make(chan struct{})
+	go func() {
+		defer close(engineDone)
+		engine.Run(engineCtx)
+	}()
+	defer func() { // before the store closes
+		stopEngine()
+		<-engineDone
+	}()
+
+	in := ingest.New(ingest.Options{Store: st, Fleet: fleet, Health: health, Sites: hubs, Logger: log.With("component", "ingest")})
 	if err := in.LoadState(ctx, cfg.Embedded()); err != nil {
 		in.Close()
 		return err
@@ -159,8 +211,9 @@ func collect(ctx context.Context, cfg *config.Config, log *slog.Logger) (err err
 
 	// inputs
 	var (
-		closers []func()
-		ready   func() error
+		closers         []func()
+		ready           func() error
+		reloadPasswords func() error // the embedded broker's password file
 	)
 	closeInputs := func() {
 		for i := len(closers) - 1; i >= 0; i-- {
@@ -204,18 +257,7 @@ func collect(ctx context.Context, cfg *config.Config, log *slog.Logger) (err err
 			Name: "hubmon_collector_broker_clients", Help: "MQTT clients connected to the embedded broker.",
 		}, func() float64 { return float64(b.ConnectedClients()) }))
 		ready = func() error { return nil }
-		hup := make(chan os.Signal, 1)
-		signal.Notify(hup, syscall.SIGHUP)
-		defer signal.Stop(hup)
-		go func() {
-			for range hup {
-				if err := b.Reload(); err != nil {
-					log.Error("password file not reloaded; keeping the previous one", "err", err)
-				} else {
-					log.Info("password file reloaded")
-				}
-			}
-		}()
+		reloadPasswords = b.Reload
 		log.Info("embedded MQTT broker listening", "addr", b.Addr().String())
 	} else {
 		tc, err := tlsConfig(cfg)
@@ -248,7 +290,18 @@ func collect(ctx context.Context, cfg *config.Config, log *slog.Logger) (err err
 		}
 	}
 
-	h := web.Handler(web.Options{Gatherer: reg, Version: version, Logger: log, Ready: func(ctx context.Context) error {
+	go func() {
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-hup:
+				reload(hubs, cfg.SitesFile != "", engine, reloadPasswords, log)
+			}
+		}
+	}()
+
+	h := web.Handler(web.Options{Gatherer: reg, Version: version, Logger: log, Report: engine.Handler(), Ready: func(ctx context.Context) error {
 		if err := st.Ping(ctx); err != nil {
 			return fmt.Errorf("store: %w", err)
 		}
@@ -278,6 +331,28 @@ func collect(ctx context.Context, cfg *config.Config, log *slog.Logger) (err err
 		return cause
 	}
 	return nil
+}
+
+// reload reloads what SIGHUP reloads: the sites file (when there is one)
+// and the embedded broker's password file (when the broker is embedded). A
+// file that does not load is logged and the previous one stays in use; the
+// history and the metrics are untouched either way.
+func reload(hubs *sites.Registry, sitesFile bool, engine *gaps.Engine, reloadPasswords func() error, log *slog.Logger) {
+	if sitesFile {
+		if err := hubs.Reload(); err != nil {
+			log.Error("sites file not reloaded; keeping the previous one", "err", err)
+		} else {
+			log.Info("sites file reloaded", "sites", len(hubs.Sites()))
+			engine.Kick() // the gap figures of added and removed sites
+		}
+	}
+	if reloadPasswords != nil {
+		if err := reloadPasswords(); err != nil {
+			log.Error("password file not reloaded; keeping the previous one", "err", err)
+		} else {
+			log.Info("password file reloaded")
+		}
+	}
 }
 
 func startSpeedServer(cfg *config.Config, reg prometheus.Registerer, log *slog.Logger) (*speedserver.Server, error) {

@@ -19,7 +19,11 @@
 // instead of printing the value.
 //
 // Durations are strings in Go's time.ParseDuration syntax: "90s", "5m",
-// "1h30m" ("0" needs no unit).
+// "1h30m" ("0" needs no unit). Decimal numbers (thresholds, coordinates) are
+// written as in YAML, "10" or "1.5".
+//
+// The sites file that sites_file names (LoadSites; testdata/sites-valid.yml
+// is a complete example) is loaded and validated the same way.
 package config
 
 import (
@@ -50,6 +54,22 @@ type Config struct {
 	SpeedtestServer SpeedtestServer `yaml:"speedtest_server"`
 	// EchoServer answers the agents' line-quality probes (hubmon UDP echo).
 	EchoServer EchoServer `yaml:"echo_server"`
+	// SitesFile lists the hubs (sites-valid.yml in testdata is an
+	// example): their names, councils, opening hours, contracts. Messages
+	// from a site not in it are rejected (reason unknown_site) unless
+	// AutoRegister is on. Reloaded on SIGHUP; a broken file keeps the
+	// previous one. Default empty: no sites file, every site is accepted
+	// and known only by its id. The file must be readable. A relative path
+	// is relative to the config file.
+	SitesFile string `yaml:"sites_file"`
+	// AutoRegister accepts messages from sites not in SitesFile; such a
+	// site has gap figures (with no opening hours) but no hubmon_site_*
+	// series. Default false.
+	AutoRegister bool `yaml:"auto_register"`
+	// Thresholds are the profiles speed tests are judged against.
+	Thresholds Thresholds `yaml:"thresholds"`
+	// Gaps configures the gap figures (compliance, availability, ...).
+	Gaps Gaps `yaml:"gaps"`
 }
 
 // EchoServer is the collector's UDP echo responder for line-quality probes.
@@ -185,6 +205,8 @@ func Defaults() *Config {
 			RatePerSecond: 20,
 			Burst:         40,
 		},
+		Thresholds: Thresholds{BelowRatio: "0.9", Profiles: DefaultProfiles()},
+		Gaps:       Gaps{Interval: 5 * time.Minute, Presence: 15 * time.Minute},
 	}
 }
 
@@ -224,7 +246,7 @@ func (c *Config) resolve(dir string) {
 	if dir == "" {
 		return
 	}
-	for _, p := range []*string{&c.Database, &c.MQTT.CAFile, &c.MQTT.CertFile, &c.MQTT.KeyFile, &c.EmbeddedBroker.PasswordFile} {
+	for _, p := range []*string{&c.Database, &c.MQTT.CAFile, &c.MQTT.CertFile, &c.MQTT.KeyFile, &c.EmbeddedBroker.PasswordFile, &c.SitesFile} {
 		if *p != "" && !filepath.IsAbs(*p) {
 			*p = filepath.Join(dir, *p)
 		}

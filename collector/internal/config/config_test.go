@@ -108,6 +108,9 @@ func TestLoadFull(t *testing.T) {
 		},
 		SpeedtestServer: SpeedtestServer{Enabled: true, Listen: ":8080", MaxUploadBytes: 64 << 20, MaxConnections: 64},
 		EchoServer:      EchoServer{Enabled: true, Listen: ":9471", RatePerSecond: 20, Burst: 40},
+		SitesFile:       filepath.Join("testdata", "sites-valid.yml"),
+		Thresholds:      Thresholds{BelowRatio: "0.9", Profiles: DefaultProfiles()},
+		Gaps:            Gaps{Interval: 5 * time.Minute, Presence: 15 * time.Minute},
 	}
 	diff(t, c, want)
 	if !c.Embedded() {

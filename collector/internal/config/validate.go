@@ -71,6 +71,10 @@ func (c *Config) problems() []*problem {
 		k.number("echo_server.burst", int64(e.Burst), 1, 100000)
 	}
 
+	k.readableFile("sites_file", c.SitesFile)
+	c.Thresholds.check(&k)
+	c.Gaps.check(&k)
+
 	for i, a := range listeners {
 		for _, b := range listeners[:i] {
 			if a.clashes(b) {

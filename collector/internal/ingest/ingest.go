@@ -26,6 +26,12 @@ import (
 // ErrClosed is returned by Handle after Close.
 var ErrClosed = errors.New("ingest: closed")
 
+// Sites says which sites may publish (the sites file). Known must be safe
+// for concurrent use and fast: it is asked for every message.
+type Sites interface {
+	Known(site string) bool
+}
+
 // Publisher sends an ack message to an agent. It must not block for long;
 // a lost ack only makes the agent re-send (the history stores it once).
 type Publisher func(topic string, payload []byte) error
@@ -35,6 +41,11 @@ type Options struct {
 	Store  *store.Store
 	Fleet  *metrics.Fleet
 	Health *metrics.Health
+	// Sites, if set, refuses messages from sites it does not know: they
+	// are counted as rejected with reason "unknown_site" and not
+	// acknowledged, so the agent keeps them until its site is added.
+	// nil accepts every site.
+	Sites  Sites
 	Logger *slog.Logger
 	// Now is the clock; time.Now if nil.
 	Now func() time.Time
@@ -153,6 +164,12 @@ func (in *Ingester) LoadState(ctx context.Context, assumeOffline bool) error {
 // must not acknowledge it to the broker, so that it is delivered again.
 func (in *Ingester) Handle(ctx context.Context, site, kind string, payload []byte) error {
 	now := in.opts.Now().UTC()
+	if in.opts.Sites != nil && !in.opts.Sites.Known(site) {
+		// not acked back as rejected: the site may be added to the sites
+		// file (and the collector reloaded), and then its outbox drains
+		in.reject(site, kind, &wire.FieldError{Field: "site", Value: site, Msg: "not in the sites file", Reason: "unknown_site"})
+		return nil
+	}
 	switch kind {
 	case wire.TopicMeasurement:
 		m, err := wire.DecodeMeasurement(payload, site, now)

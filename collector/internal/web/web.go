@@ -1,6 +1,7 @@
 // Package web serves the collector's HTTP endpoints: /metrics for
 // Prometheus, /-/healthy (the process is up) and /-/ready (the store answers
-// and messages can arrive), and a short index page that says where to look.
+// and messages can arrive), the gap report (/report.csv, /report.json,
+// /report.html) and a short index page that says where to look.
 package web
 
 import (
@@ -22,6 +23,9 @@ type Options struct {
 	Ready   func(ctx context.Context) error
 	Version string
 	Logger  *slog.Logger
+	// Report, if set, serves the gap report at /report.csv, /report.json
+	// and /report.html (it tells the format from the path).
+	Report http.Handler
 }
 
 var index = template.Must(template.New("index").Parse(`<!doctype html>
@@ -29,11 +33,12 @@ var index = template.Must(template.New("index").Parse(`<!doctype html>
 <title>hubmon collector</title></head>
 <body><main>
 <h1>hubmon collector</h1>
-<p>Version {{.}}.</p>
+<p>Version {{.Version}}.</p>
 <ul>
 <li><a href="metrics">/metrics</a>: the latest measurement of every hub, for Prometheus</li>
 <li><a href="-/healthy">/-/healthy</a> and <a href="-/ready">/-/ready</a>: health checks</li>
-</ul>
+{{if .Report}}<li><a href="report.html">/report.html</a>, <a href="report.csv">/report.csv</a>, <a href="report.json">/report.json</a>: the gap report, one row per hub (?since=7d for a week)</li>
+{{end}}</ul>
 </main></body></html>
 `))
 
@@ -61,8 +66,16 @@ func Handler(opts Options) http.Handler {
 	})
 	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/html; charset=utf-8")
-		index.Execute(w, opts.Version)
+		index.Execute(w, struct {
+			Version string
+			Report  bool
+		}{opts.Version, opts.Report != nil})
 	})
+	if opts.Report != nil {
+		for _, p := range []string{"/report.csv", "/report.json", "/report.html"} {
+			mux.Handle("GET "+p, opts.Report)
+		}
+	}
 	return mux
 }
 
