@@ -7,7 +7,7 @@ LDFLAGS := -X main.version=$(VERSION) -X main.revision=$(REVISION)
 # go-sqlite3 needs cgo; CGO_ENABLED=0 silently builds a stub that fails at run time
 export CGO_ENABLED := 1
 
-.PHONY: all build run test deps bench fuzz vet lint clean
+.PHONY: all build run test deps bench bench-accuracy fuzz vet lint clean
 
 all: build
 
@@ -28,14 +28,18 @@ test: deps vet build
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem -count 1 ./...
 
+## bench-accuracy: the speed test against iperf3 on tbf-shaped links between network namespaces (root; needs iperf3, jq)
+bench-accuracy: build
+	BIN=$(CURDIR)/bin ./bench/accuracy/run.sh
+
 ## fuzz: a longer fuzz run of the message decoder
 fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzDecodeMeasurement -fuzztime 5m ./agent/wire/
 
 # the tests run a real Mosquitto and promtool; say how to get them
 deps:
-	@command -v mosquitto >/dev/null && command -v promtool >/dev/null || { \
-	  echo "make test needs mosquitto and promtool: sudo apt-get install -y mosquitto prometheus"; exit 1; }
+	@command -v mosquitto >/dev/null && command -v promtool >/dev/null && command -v prometheus >/dev/null || { \
+	  echo "make test needs mosquitto, prometheus and promtool: sudo apt-get install -y mosquitto prometheus"; exit 1; }
 
 vet:
 	$(GO) vet ./...

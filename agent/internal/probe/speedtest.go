@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math"
 	"net/http"
 	"net/url"
 	"strings"
@@ -28,9 +27,13 @@ type SpeedtestConfig struct {
 	// Neither set: auto — fetch the public server list, pick the
 	// lowest-latency available server.
 
-	Connections int           // parallel connections per direction (default 4)
-	Duration    time.Duration // capture time per direction (default 10s)
-	Logger      *slog.Logger
+	Connections int // parallel connections per direction (default 4)
+	// Duration is the measured time per direction (default 10s). Each
+	// direction runs a warm-up before it, of min(2s, Duration/2), and the
+	// upload a moment after it (at most 8s) until the pieces in flight at
+	// its end are answered.
+	Duration time.Duration
+	Logger   *slog.Logger
 }
 
 const (
@@ -41,25 +44,30 @@ const (
 	pingTimeout = 20 * time.Second
 	// serverPingTimeout bounds the latency check of one pinned server.
 	serverPingTimeout = 5 * time.Second
+	// abandonWait is how long a cancelled Probe waits for its run to end.
+	abandonWait = 2 * time.Second
 )
 
 // NewSpeedtest returns a Prober that measures latency, jitter, download and
-// upload with github.com/showwin/speedtest-go. Each run moves about
-// rate x Duration bytes per direction: mind capped lines.
+// upload against an Ookla-compatible server, and the latency under load of
+// each direction. Each run moves about rate x (Duration + warm-up) bytes per
+// direction: mind capped lines.
 //
-// How it handles the library's traps (see REFERENCE.md):
+// github.com/showwin/speedtest-go picks the server and measures the idle
+// latency; the download and the upload are the agent's own (loaded.go,
+// upload.go, speedtest_download.go), because the library's upload counts
+// only whole 1 MB POSTs (N/A at 1 Mbit/s) and neither direction can be
+// cancelled. How it handles the library's traps (see REFERENCE.md):
 //   - every run has its own http.Client and Transport with dial, TLS and
 //     response-header timeouts, and a new speedtest.Speedtest built with
 //     speedtest.New(WithUserConfig, WithDoer) - WithDoer last;
 //     http.DefaultClient and package-level functions are never used;
-//   - SetCaptureTime and SetNThread bound each direction, since cancelling
-//     the context does not stop a test; the library runs in a goroutine, and
-//     Probe returns as soon as ctx is done, leaving that goroutine to end by
-//     itself within the capture time. The goroutine publishes figures only
-//     through a mutex-guarded copy, so it cannot touch a returned Result;
+//   - the library runs in a goroutine, and Probe returns soon after ctx is
+//     done; the goroutine publishes figures only through a mutex-guarded
+//     copy, so it cannot touch a returned Result;
 //   - the library reports no error for most failures, so the probe checks
-//     rates (-1 is N/A), bytes moved and the HTTP status of every request;
-//   - the packet-loss analyzer is not used (it can block for ever).
+//     the HTTP status of every request;
+//   - the library's download, upload and packet-loss tests are not used.
 func NewSpeedtest(cfg SpeedtestConfig) Prober {
 	if cfg.Connections <= 0 {
 		cfg.Connections = defaultConnections
@@ -72,7 +80,7 @@ func NewSpeedtest(cfg SpeedtestConfig) Prober {
 		log = slog.New(slog.DiscardHandler)
 	}
 	cfg.ServerIDs = append([]string(nil), cfg.ServerIDs...)
-	return &speedtestProber{cfg: cfg, log: log}
+	return &speedtestProber{cfg: cfg, log: log, warmUp: min(defaultWarmUp, cfg.Duration/2), pingEvery: loadedPingEvery}
 }
 
 type speedtestProber struct {
@@ -81,6 +89,9 @@ type speedtestProber struct {
 	// wrap, when set, wraps the transport of every run. Tests use it to send
 	// the requests for the public server list to 127.0.0.1.
 	wrap func(http.RoundTripper) http.RoundTripper
+	// warmUp precedes the measured window of each direction; pingEvery is
+	// the interval of latency requests under load.
+	warmUp, pingEvery time.Duration
 }
 
 // newClientMu serialises speedtest.New: every call writes
@@ -137,13 +148,22 @@ func (p *speedtestProber) Probe(ctx context.Context) (Result, error) {
 		return Result{Kind: wire.KindSpeedtest, Speedtest: st}, p.redact(err)
 	case <-ctx.Done():
 		st, phase := pr.snapshot()
+		// The agent's own measurements end with ctx; the library's calls
+		// end within moments. Wait for that, briefly, so that a cancelled
+		// run leaves nothing behind in the usual case.
+		t := time.NewTimer(abandonWait)
+		defer t.Stop()
+		select {
+		case <-done:
+		case <-t.C:
+		}
 		return Result{Kind: wire.KindSpeedtest, Speedtest: st}, p.redact(fmt.Errorf("cancelled during %s: %w", phase, context.Cause(ctx)))
 	}
 }
 
 // run measures, publishing figures in pr as each phase completes. It may
-// outlive Probe (the library cannot be stopped), so it owns everything it
-// creates and shares only pr.
+// outlive Probe by moments, so it owns everything it creates and shares only
+// pr.
 func (p *speedtestProber) run(ctx context.Context, pr *progress) error {
 	hc, m, tr := p.newHTTP()
 	defer tr.CloseIdleConnections()
@@ -152,13 +172,6 @@ func (p *speedtestProber) run(ctx context.Context, pr *progress) error {
 		PingMode:       speedtest.HTTP,
 		MaxConnections: p.cfg.Connections,
 	}, hc)
-	client.SetCaptureTime(p.cfg.Duration)
-	client.SetNThread(p.cfg.Connections)
-	// Reset is called before each direction rather than deferred to the end:
-	// speedtest-go v1.7.11's adaptUploadWorkers goroutine outlives
-	// UploadTestContext by up to a second and reads the state Reset replaces
-	// (a data race, found with -race). The client is new for every run and
-	// dropped after it, so results cannot accumulate across runs either way.
 
 	pr.update("server selection", nil)
 	srv, err := p.findServer(ctx, client)
@@ -173,11 +186,13 @@ func (p *speedtestProber) run(ctx context.Context, pr *progress) error {
 	})
 	p.log.Debug("speed test server selected", "server_id", srv.ID, "server_host", srv.Host)
 
-	// Ping.
+	// Ping: the library's mean and jitter, and our median of the same
+	// requests as the idle reference of the latency under load.
 	pr.update("ping", nil)
 	m.reset(kindPing) // server selection may have pinged other servers
+	var idleRTTs []time.Duration
 	pctx, cancel := context.WithTimeout(ctx, pingTimeout)
-	err = srv.PingTestContext(pctx, nil)
+	err = srv.PingTestContext(pctx, func(d time.Duration) { idleRTTs = append(idleRTTs, d) })
 	cancel()
 	if ctx.Err() != nil {
 		return fmt.Errorf("cancelled during ping: %w", context.Cause(ctx))
@@ -185,47 +200,76 @@ func (p *speedtestProber) run(ctx context.Context, pr *progress) error {
 	if err := pingError(err, srv, m.get(kindPing)); err != nil {
 		return err
 	}
+	idle, idleOK := median(idleRTTs)
 	pr.update("", func(st *wire.Speedtest) {
 		st.LatencySeconds = wire.Float(srv.Latency.Seconds())
 		st.JitterSeconds = wire.Float(srv.Jitter.Seconds())
 	})
+	tr.CloseIdleConnections() // the library is done
+
+	lc := loadConfig{
+		serverURL: srv.URL, conns: p.cfg.Connections,
+		warmUp: p.warmUp, duration: p.cfg.Duration, pingEvery: p.pingEvery,
+	}
+	var added [2]*float64 // download, upload
 
 	// Download.
 	pr.update("download", nil)
-	client.Reset()
-	_ = srv.DownloadTestContext(ctx) // always nil in v1.7.11
+	dl, err := p.measureDownload(ctx, lc)
 	if ctx.Err() != nil {
 		return fmt.Errorf("cancelled during download: %w", context.Cause(ctx))
 	}
-	dlBytes := client.GetTotalDownload()
-	dlErr := directionError("download", srv.DLSpeed, elapsed(srv.TestDuration.Download, p.cfg.Duration),
-		fmt.Sprintf("%d bytes received", dlBytes), dlBytes, m.get(kindDownload))
+	dlErr := err
+	if dlErr == nil {
+		dlErr = downloadError(dl, lc.conns, dl.elapsed)
+	}
 	pr.update("", func(st *wire.Speedtest) {
-		st.DownloadBytes = dlBytes
-		if dlErr == nil {
-			st.DownloadBitsPerSecond = wire.Float(float64(srv.DLSpeed) * 8)
+		st.DownloadBytes = dl.bytes
+		st.DownloadDurationSeconds = wire.Float(dl.elapsed.Seconds())
+		if dlErr != nil {
+			return
+		}
+		st.DownloadBitsPerSecond = wire.Float(dl.bitsPerSecond)
+		if rtt, ok := dl.loadedLatency(); ok {
+			st.LatencyUnderDownloadSeconds = wire.Float(rtt.Seconds())
+			if idleOK {
+				added[0] = wire.Float(addedLatency(rtt, idle).Seconds())
+				st.AddedLatencyUnderDownloadSeconds = added[0]
+			}
 		}
 	})
+	p.log.Debug("download measured", "bits_per_second", dl.bitsPerSecond, "bytes", dl.bytes, "duration_seconds", dl.elapsed.Seconds())
 
 	// Upload.
 	pr.update("upload", nil)
-	client.Reset()
-	_ = srv.UploadTestContext(ctx) // always nil in v1.7.11
+	ul, err := p.measureUpload(ctx, lc)
 	if ctx.Err() != nil {
 		return errors.Join(dlErr, fmt.Errorf("cancelled during upload: %w", context.Cause(ctx)))
 	}
-	// Only whole requests answered 2xx count as confirmed; the backlog was
-	// sent (or queued) but not confirmed. Both cost data on the line.
-	confirmed := client.GetTotalUpload()
-	ulBytes := confirmed + client.GetUploadBacklog()
-	ulErr := directionError("upload", srv.ULSpeed, elapsed(srv.TestDuration.Upload, p.cfg.Duration),
-		fmt.Sprintf("%d bytes confirmed by the server", confirmed), confirmed, m.get(kindUpload))
+	ulErr := err
+	if ulErr == nil {
+		ulErr = uploadError(ul, lc.conns, ul.elapsed)
+	}
 	pr.update("", func(st *wire.Speedtest) {
-		st.UploadBytes = ulBytes
-		if ulErr == nil {
-			st.UploadBitsPerSecond = wire.Float(float64(srv.ULSpeed) * 8)
+		st.UploadBytes = ul.bytes
+		st.UploadDurationSeconds = wire.Float(ul.elapsed.Seconds())
+		if ulErr != nil {
+			return
+		}
+		st.UploadBitsPerSecond = wire.Float(ul.bitsPerSecond)
+		if rtt, ok := ul.loadedLatency(); ok {
+			st.LatencyUnderUploadSeconds = wire.Float(rtt.Seconds())
+			if idleOK {
+				added[1] = wire.Float(addedLatency(rtt, idle).Seconds())
+				st.AddedLatencyUnderUploadSeconds = added[1]
+			}
+		}
+		if added[0] != nil && added[1] != nil {
+			worst := time.Duration(max(*added[0], *added[1]) * float64(time.Second))
+			st.BufferbloatGrade = bufferbloatGrade(worst)
 		}
 	})
+	p.log.Debug("upload measured", "bits_per_second", ul.bitsPerSecond, "bytes", ul.bytes, "duration_seconds", ul.elapsed.Seconds())
 	return errors.Join(dlErr, ulErr)
 }
 
@@ -247,41 +291,6 @@ func pingError(err error, srv *speedtest.Server, s kindStats) error {
 		return fmt.Errorf("ping: no latency measured%s", note)
 	}
 	return nil
-}
-
-// directionError checks one direction. speedtest-go reports N/A as a rate of
-// -1, a stalled test as 0, and counts error pages as data, all without an
-// error. A direction fails when it has no positive rate, moved no bytes, or
-// when 10 % or more of its requests got an error status.
-func directionError(dir string, rate speedtest.ByteRate, took time.Duration, moved string, bytes int64, s kindStats) error {
-	var reason string
-	r := float64(rate)
-	switch {
-	case r < 0:
-		reason = "no rate measured (N/A)"
-	case !(r > 0) || math.IsInf(r, 0): // 0, or NaN when the test ended before its first sample
-		reason = "no rate measured"
-	case bytes <= 0:
-		reason = "no data moved"
-	case s.badStatus > 0 && s.badStatus*10 >= s.requests:
-		reason = "server answered errors"
-	default:
-		return nil
-	}
-	msg := fmt.Sprintf("%s: %s after %s; %s", dir, reason, took, moved)
-	if note := s.note(); note != "" {
-		msg += "; " + note
-	}
-	return errors.New(msg)
-}
-
-// elapsed is the library's measured duration of a direction, rounded for
-// messages; want when it has none.
-func elapsed(d *time.Duration, want time.Duration) time.Duration {
-	if d == nil {
-		return want
-	}
-	return d.Round(100 * time.Millisecond)
 }
 
 func serverName(srv *speedtest.Server) string {

@@ -9,19 +9,16 @@ import (
 	"time"
 )
 
-// HTTP timeouts of a speed test. The client timeout bounds one request
-// (a download is read for at most the capture time; an upload of about 1 MB
-// may take 20 s on a slow uplink), so no request of an abandoned run can
-// outlive it by much.
+// HTTP timeouts of a speed test. The library's client (server selection and
+// the idle ping) also has a whole-request timeout; the agent's own download
+// and upload requests end with their direction's context.
 const (
 	dialTimeout           = 10 * time.Second
 	tlsHandshakeTimeout   = 10 * time.Second
 	responseHeaderTimeout = 15 * time.Second // after the request body is sent
-	requestSlack          = 30 * time.Second // added to the capture time
-	// failureBackoff delays the return of a failed request. speedtest-go
-	// retries a failed download or upload request at once, in a loop, until
-	// its capture time ends, also after the context is cancelled: without a
-	// pause its workers spin and hammer the server.
+	libraryRequestTimeout = 30 * time.Second
+	// failureBackoff delays the next request after a failed one, so that
+	// a failing server is not hammered in a loop.
 	failureBackoff = 100 * time.Millisecond
 )
 
@@ -51,8 +48,8 @@ func kindOf(path string) reqKind {
 }
 
 // kindStats counts the requests of one kind, so the probe can tell a server
-// answering errors from a slow one: speedtest-go counts the body of a 404 as
-// downloaded data and ignores the status of latency.txt.
+// answering errors from a slow one: speedtest-go ignores the status of
+// latency.txt (and would count the body of a 404 as downloaded data).
 type kindStats struct {
 	requests  int
 	failed    int // transport errors
@@ -73,8 +70,9 @@ func (s kindStats) note() string {
 	return strings.Join(parts, "; ")
 }
 
-// meter is the RoundTripper of one run: it counts requests per kind, sets the
-// User-Agent and slows down failures (see failureBackoff).
+// meter is the RoundTripper of the library's client in one run: it counts
+// requests per kind, sets the User-Agent and slows down failures (see
+// failureBackoff).
 type meter struct {
 	next http.RoundTripper
 
@@ -93,8 +91,7 @@ func (m *meter) RoundTrip(req *http.Request) (*http.Response, error) {
 	resp, err := m.next.RoundTrip(r)
 
 	if err != nil && req.Context().Err() != nil {
-		// Cancelled in flight: by the library at the end of its capture
-		// time (the normal end of an upload), or with the run.
+		// Cancelled in flight, with the run.
 		return resp, err
 	}
 	bad := err == nil && (resp.StatusCode < 200 || resp.StatusCode > 299)
@@ -130,10 +127,9 @@ func (m *meter) get(k reqKind) kindStats {
 	return m.stats[k]
 }
 
-// newHTTP returns the HTTP client of one run and its meter. HTTP/2 is off so
-// that each parallel stream is its own TCP connection; compression is off so
-// that bytes counted are bytes on the wire; no proxy, because a speed test
-// measures the line, not a proxy.
+// newHTTP returns the HTTP client of the library in one run and its meter.
+// HTTP/1 only and no compression, like the load streams (loaded.go); no
+// proxy, because a speed test measures the line, not a proxy.
 func (p *speedtestProber) newHTTP() (*http.Client, *meter, *http.Transport) {
 	protocols := new(http.Protocols)
 	protocols.SetHTTP1(true)
@@ -152,5 +148,5 @@ func (p *speedtestProber) newHTTP() (*http.Client, *meter, *http.Transport) {
 		next = p.wrap(next)
 	}
 	m := &meter{next: next}
-	return &http.Client{Transport: m, Timeout: p.cfg.Duration + requestSlack}, m, tr
+	return &http.Client{Transport: m, Timeout: libraryRequestTimeout}, m, tr
 }

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -25,12 +26,23 @@ type ookla struct {
 	token          string // required ?token= when set
 	uploadStatus   int    // answer to upload.php when not 0
 	downloadStatus int    // answer to random*.jpg when not 0
+	// answerUploads, when not 0, is how many uploads are answered: later
+	// ones are read and never answered (a server that stops answering).
+	answerUploads int64
+	// sendPerDownload, when not 0, is how many bytes each download
+	// response carries before the server stops sending (and hangs).
+	sendPerDownload int
 
 	random        []byte
 	downloadStart chan struct{} // closed at the first download request
+	uploadStart   chan struct{} // closed at the first upload request
 	startOnce     sync.Once
+	uploadOnce    sync.Once
 	badToken      atomic.Int64
 	requests      atomic.Int64
+	uploads       atomic.Int64
+	// release ends every request left hanging (at the end of the test).
+	release chan struct{}
 }
 
 const maxResponseBytes = 64 << 20 // per download response; the client asks again
@@ -40,9 +52,20 @@ func startOokla(tb testing.TB, o *ookla) (*ookla, *httptest.Server) {
 	o.random = make([]byte, 1<<20)
 	_, _ = rand.Read(o.random)
 	o.downloadStart = make(chan struct{})
+	o.uploadStart = make(chan struct{})
+	o.release = make(chan struct{})
 	ts := httptest.NewServer(o)
 	tb.Cleanup(ts.Close)
+	tb.Cleanup(func() { close(o.release) }) // before ts.Close, which waits for handlers
 	return o, ts
+}
+
+// hang blocks until the client goes away or the test ends.
+func (o *ookla) hang(r *http.Request) {
+	select {
+	case <-r.Context().Done():
+	case <-o.release:
+	}
 }
 
 func (o *ookla) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -62,13 +85,24 @@ func (o *ookla) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			http.Error(w, "no", o.downloadStatus)
 			return
 		}
+		if o.sendPerDownload > 0 {
+			_, _ = w.Write(o.random[:o.sendPerDownload])
+			_ = http.NewResponseController(w).Flush()
+			o.hang(r)
+			return
+		}
 		for sent := 0; sent < maxResponseBytes; sent += len(o.random) {
 			if _, err := w.Write(o.random); err != nil {
 				return
 			}
 		}
 	case p == "/speedtest/upload.php" && r.Method == http.MethodPost:
+		o.uploadOnce.Do(func() { close(o.uploadStart) })
 		n, _ := io.Copy(io.Discard, io.LimitReader(r.Body, 8<<20))
+		if k := o.uploads.Add(1); o.answerUploads > 0 && k > o.answerUploads {
+			o.hang(r)
+			return
+		}
 		if o.uploadStatus != 0 {
 			http.Error(w, "no", o.uploadStatus)
 			return
@@ -138,13 +172,31 @@ func TestSpeedtestSelfHosted(t *testing.T) {
 	if st.DownloadBytes <= 0 || st.UploadBytes <= 0 {
 		t.Errorf("bytes down %d up %d, want > 0", st.DownloadBytes, st.UploadBytes)
 	}
+	for name, v := range map[string]*float64{
+		"download duration": st.DownloadDurationSeconds, "upload duration": st.UploadDurationSeconds,
+		"latency under download": st.LatencyUnderDownloadSeconds, "latency under upload": st.LatencyUnderUploadSeconds,
+	} {
+		if v == nil || !(*v > 0) {
+			t.Errorf("%s = %s, want > 0", name, describeFloat(v))
+		}
+	}
+	for name, v := range map[string]*float64{
+		"added latency under download": st.AddedLatencyUnderDownloadSeconds, "added latency under upload": st.AddedLatencyUnderUploadSeconds,
+	} {
+		if v == nil || *v < 0 {
+			t.Errorf("%s = %s, want >= 0", name, describeFloat(v))
+		}
+	}
+	if st.BufferbloatGrade == "" {
+		t.Error("no bufferbloat grade")
+	}
 	if n := o.badToken.Load(); n != 0 {
 		t.Errorf("%d of %d requests came without the token", n, o.requests.Load())
 	}
 	checkWire(t, res, err)
-	t.Logf("latency %.2f ms, jitter %.2f ms, down %.0f Mbit/s (%d B), up %.0f Mbit/s (%d B)",
+	t.Logf("latency %.2f ms, jitter %.2f ms, down %.0f Mbit/s (%d B), up %.0f Mbit/s (%d B), grade %s",
 		*st.LatencySeconds*1e3, *st.JitterSeconds*1e3, *st.DownloadBitsPerSecond/1e6, st.DownloadBytes,
-		*st.UploadBitsPerSecond/1e6, st.UploadBytes)
+		*st.UploadBitsPerSecond/1e6, st.UploadBytes, st.BufferbloatGrade)
 }
 
 func TestSpeedtestUploadFails(t *testing.T) {
@@ -157,8 +209,58 @@ func TestSpeedtestUploadFails(t *testing.T) {
 	if st.DownloadBitsPerSecond == nil || *st.DownloadBitsPerSecond <= 0 || st.LatencySeconds == nil {
 		t.Errorf("download %v, latency %v: want both kept", st.DownloadBitsPerSecond, st.LatencySeconds)
 	}
+	if st.UploadBitsPerSecond != nil || st.LatencyUnderUploadSeconds != nil || st.BufferbloatGrade != "" {
+		t.Errorf("upload %s, latency under upload %s, grade %q: want none", describeFloat(st.UploadBitsPerSecond),
+			describeFloat(st.LatencyUnderUploadSeconds), st.BufferbloatGrade)
+	}
+	if st.UploadBytes <= 0 || st.UploadDurationSeconds == nil {
+		t.Errorf("upload bytes %d, duration %s: want the cost of the attempt", st.UploadBytes, describeFloat(st.UploadDurationSeconds))
+	}
+	checkWire(t, res, err)
+	t.Logf("error: %v", err)
+}
+
+// TestSpeedtestUploadStalls: a server that confirms a few pieces and then
+// stops answering makes an upload error, not a rate frozen at the figure of
+// the first pieces; the figures measured so far are kept.
+func TestSpeedtestUploadStalls(t *testing.T) {
+	_, ts := startOokla(t, &ookla{answerUploads: 4})
+	cfg := quickConfig(ts.URL)
+	cfg.Duration = 3 * time.Second // silence of more than stallMin before the end
+	res, err := NewSpeedtest(cfg).Probe(context.Background())
+	if err == nil || !strings.HasPrefix(err.Error(), "upload: server stopped answering") {
+		t.Fatalf("err = %v, want upload: server stopped answering", err)
+	}
+	st := res.Speedtest
+	if st.DownloadBitsPerSecond == nil || st.LatencySeconds == nil {
+		t.Errorf("download %s, latency %s: want both kept", describeFloat(st.DownloadBitsPerSecond), describeFloat(st.LatencySeconds))
+	}
 	if st.UploadBitsPerSecond != nil {
 		t.Errorf("upload = %v, want nil", *st.UploadBitsPerSecond)
+	}
+	if st.UploadBytes <= 0 || st.UploadDurationSeconds == nil {
+		t.Errorf("upload bytes %d, duration %s: want the cost of the attempt", st.UploadBytes, describeFloat(st.UploadDurationSeconds))
+	}
+	checkWire(t, res, err)
+	t.Logf("error: %v", err)
+}
+
+// TestSpeedtestDownloadStalls: a server that sends the start of each
+// download and then nothing makes a download error.
+func TestSpeedtestDownloadStalls(t *testing.T) {
+	_, ts := startOokla(t, &ookla{sendPerDownload: 64 << 10})
+	cfg := quickConfig(ts.URL)
+	cfg.Duration = 3 * time.Second
+	res, err := NewSpeedtest(cfg).Probe(context.Background())
+	if err == nil || !strings.HasPrefix(err.Error(), "download: server stopped sending") {
+		t.Fatalf("err = %v, want download: server stopped sending", err)
+	}
+	st := res.Speedtest
+	if st.DownloadBitsPerSecond != nil || st.UploadBitsPerSecond == nil {
+		t.Errorf("download %s, upload %s: want no download, an upload", describeFloat(st.DownloadBitsPerSecond), describeFloat(st.UploadBitsPerSecond))
+	}
+	if st.DownloadBytes < 64<<10 {
+		t.Errorf("download bytes %d, want at least what the server sent", st.DownloadBytes)
 	}
 	checkWire(t, res, err)
 	t.Logf("error: %v", err)
@@ -241,6 +343,63 @@ func TestSpeedtestCancelDuringDownload(t *testing.T) {
 	}
 }
 
+// TestSpeedtestCancelDuringUpload: a cancelled upload ends at once, keeps
+// the download, and leaves no goroutine behind.
+func TestSpeedtestCancelDuringUpload(t *testing.T) {
+	before := runtime.NumGoroutine()
+	o, ts := startOokla(t, &ookla{})
+	cfg := quickConfig(ts.URL)
+	cfg.Duration = 2 * time.Second // the upload is cancelled at its first piece
+	p := NewSpeedtest(cfg).(*speedtestProber)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+
+	type outcome struct {
+		res Result
+		err error
+	}
+	done := make(chan outcome, 1)
+	go func() {
+		res, err := p.Probe(ctx)
+		done <- outcome{res, err}
+	}()
+	select {
+	case <-o.uploadStart:
+	case <-time.After(60 * time.Second):
+		t.Fatal("upload did not start in 60 s")
+	}
+	cancel()
+	select {
+	case out := <-done:
+		if out.err == nil || !strings.HasPrefix(out.err.Error(), "cancelled during upload") || !errors.Is(out.err, context.Canceled) {
+			t.Errorf("err = %v, want cancelled during upload (context.Canceled)", out.err)
+		}
+		st := out.res.Speedtest
+		if st.LatencySeconds == nil || st.DownloadBitsPerSecond == nil || st.UploadBitsPerSecond != nil {
+			t.Errorf("figures %+v: want latency and download only", *st)
+		}
+		checkWire(t, out.res, out.err)
+	case <-time.After(10 * time.Second): // generous: Probe returns at once
+		t.Fatal("Probe did not return within 10 s of cancellation")
+	}
+	ts.Close()
+	checkGoroutines(t, before)
+}
+
+// checkGoroutines waits for the number of goroutines to fall back to
+// before, and fails with their stacks if it does not.
+func checkGoroutines(tb testing.TB, before int) {
+	tb.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for runtime.NumGoroutine() > before {
+		if time.Now().After(deadline) {
+			buf := make([]byte, 1<<20)
+			tb.Fatalf("%d goroutines, %d before:\n%s", runtime.NumGoroutine(), before, buf[:runtime.Stack(buf, true)])
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
 func TestSpeedtestCancelledBeforeStart(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
@@ -280,11 +439,12 @@ func TestRedact(t *testing.T) {
 
 // publicSpeedtest fakes the speedtest.net endpoints the library calls, on
 // 127.0.0.1; redirect sends the library's requests for www.speedtest.net
-// there and refuses any host but 127.0.0.1.
+// there and refuses any host but 127.0.0.1. A run wraps each of its
+// transports in a redirect of its own.
 type redirect struct {
 	next    http.RoundTripper
 	target  string // host:port
-	refused atomic.Int64
+	refused *atomic.Int64
 }
 
 func (rt *redirect) RoundTrip(req *http.Request) (*http.Response, error) {
@@ -351,12 +511,14 @@ func TestSpeedtestPublicServers(t *testing.T) {
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			pub := publicSpeedtest(t, goodHost, dead, tt.fail)
-			rt := &redirect{target: strings.TrimPrefix(pub.URL, "http://")}
+			var refused atomic.Int64
 			p := NewSpeedtest(SpeedtestConfig{ServerIDs: tt.ids, Connections: 2, Duration: time.Second}).(*speedtestProber)
-			p.wrap = func(next http.RoundTripper) http.RoundTripper { rt.next = next; return rt }
+			p.wrap = func(next http.RoundTripper) http.RoundTripper {
+				return &redirect{next: next, target: strings.TrimPrefix(pub.URL, "http://"), refused: &refused}
+			}
 
 			res, err := p.Probe(context.Background())
-			if n := rt.refused.Load(); n != 0 {
+			if n := refused.Load(); n != 0 {
 				t.Errorf("%d requests to hosts other than 127.0.0.1 refused", n)
 			}
 			checkWire(t, res, err)
