@@ -173,6 +173,11 @@ func (s *system) checkDelivered() {
 		v, ok := sample(mfs, "hubmon_agent_up", map[string]string{"site": site})
 		return ok && v == 1
 	})
+	// the page hub staff open after plugging the box in
+	code, page, err := get(s.metricsURL("/hub/" + site))
+	if err != nil || code != 200 || !strings.Contains(string(page), "Reporting.") || !strings.Contains(string(page), "Mbit/s") {
+		t.Errorf("GET /hub/%s = %d %v:\n%s", site, code, err, page)
+	}
 }
 
 func grep(body []byte, prefix string) string {

@@ -301,7 +301,7 @@ func collect(ctx context.Context, cfg *config.Config, getenv func(string) string
 		}
 	}()
 
-	h := web.Handler(web.Options{Gatherer: reg, Version: version, Logger: log, Report: engine.Handler(), Ready: func(ctx context.Context) error {
+	h := web.Handler(web.Options{Gatherer: reg, Version: version, Logger: log, Report: engine.Handler(), Sites: fleet.Sites, Ready: func(ctx context.Context) error {
 		if err := st.Ping(ctx); err != nil {
 			return fmt.Errorf("store: %w", err)
 		}

@@ -14,6 +14,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/hubmon/hubmon/collector/internal/metrics"
 )
 
 // Options configure the handler.
@@ -26,6 +28,8 @@ type Options struct {
 	// Report, if set, serves the gap report at /report.csv, /report.json
 	// and /report.html (it tells the format from the path).
 	Report http.Handler
+	// Sites, if set, feeds the status pages /hubs and /hub/{site}.
+	Sites func() []metrics.SiteSummary
 }
 
 var index = template.Must(template.New("index").Parse(`<!doctype html>
@@ -35,6 +39,7 @@ var index = template.Must(template.New("index").Parse(`<!doctype html>
 <h1>hubmon collector</h1>
 <p>Version {{.Version}}.</p>
 <ul>
+<li><a href="hubs">/hubs</a>: every hub at a glance, with a page per hub for hub staff</li>
 <li><a href="metrics">/metrics</a>: the latest measurement of every hub, for Prometheus</li>
 <li><a href="-/healthy">/-/healthy</a> and <a href="-/ready">/-/ready</a>: health checks</li>
 {{if .Report}}<li><a href="report.html">/report.html</a>, <a href="report.csv">/report.csv</a>, <a href="report.json">/report.json</a>: the gap report, one row per hub (?since=7d for a week)</li>
@@ -64,6 +69,10 @@ func Handler(opts Options) http.Handler {
 		}
 		fmt.Fprintln(w, "hubmon-collector is ready.")
 	})
+	if opts.Sites != nil {
+		mux.HandleFunc("GET /hubs", serveHubs(opts.Sites))
+		mux.HandleFunc("GET /hub/{site}", serveHub(opts.Sites))
+	}
 	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/html; charset=utf-8")
 		index.Execute(w, struct {

@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/hubmon/hubmon/collector/internal/metrics"
 )
 
 func TestEndpoints(t *testing.T) {
@@ -55,5 +57,46 @@ func TestEndpoints(t *testing.T) {
 	readyErr = errors.New("not connected to the MQTT broker")
 	if code, body := get("GET", "/-/ready"); code != 503 || !strings.Contains(body, "not connected to the MQTT broker") {
 		t.Errorf("not ready: %d %q", code, body)
+	}
+}
+
+func TestStatusPages(t *testing.T) {
+	at := time.Date(2026, 11, 26, 12, 3, 0, 0, time.UTC)
+	dl, ul, lat := 34.2e6, 8.1e6, 0.012
+	sites := []metrics.SiteSummary{
+		{Site: "leeds-library", StatusKnown: true, Online: true, LastSeen: at, AgentVersion: "1.0",
+			Speed: &metrics.SpeedSummary{Probe: "local", At: at, Success: true, Download: &dl, Upload: &ul, Latency: &lat}},
+		{Site: "bradford-care-home", StatusKnown: true, Online: false, LastSeen: at.Add(-time.Hour)},
+	}
+	h := Handler(Options{Gatherer: prometheus.NewRegistry(), Logger: slog.New(slog.DiscardHandler),
+		Ready: func(context.Context) error { return nil }, Sites: func() []metrics.SiteSummary { return sites }})
+	srv := httptest.NewServer(h)
+	defer srv.Close()
+	for _, tt := range []struct {
+		path string
+		code int
+		has  []string
+	}{
+		{"/hubs", 200, []string{`href="hub/leeds-library"`, "reporting", "offline", "34.2", "8.1"}},
+		// what hub staff read on a phone (UK time: 12:03 UTC is 12:03 GMT in November)
+		{"/hub/leeds-library", 200, []string{"Reporting.", "Last speed test 12:03, Thu 26 Nov: 34.2 down / 8.1 up Mbit/s, 12 ms."}},
+		{"/hub/bradford-care-home", 200, []string{"Not reporting.", "network cable", "No speed test yet"}},
+		{"/hub/nowhere", 404, []string{`hub "nowhere" has not reported`}},
+		{"/hub/Bad%20Id", 400, []string{"not a valid hub id"}},
+	} {
+		resp, err := srv.Client().Get(srv.URL + tt.path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != tt.code {
+			t.Errorf("GET %s = %d, want %d: %s", tt.path, resp.StatusCode, tt.code, b)
+		}
+		for _, want := range tt.has {
+			if !strings.Contains(string(b), want) {
+				t.Errorf("GET %s lacks %q:\n%s", tt.path, want, b)
+			}
+		}
 	}
 }
