@@ -228,8 +228,12 @@ func TestSpeedtestUploadStalls(t *testing.T) {
 	cfg := quickConfig(ts.URL)
 	cfg.Duration = 3 * time.Second // silence of more than stallMin before the end
 	res, err := NewSpeedtest(cfg).Probe(context.Background())
-	if err == nil || !strings.HasPrefix(err.Error(), "upload: server stopped answering") {
-		t.Fatalf("err = %v, want upload: server stopped answering", err)
+	// Which of the two reasons depends on how fast the first pieces went
+	// (a loaded machine is slower): either way the upload is an error with
+	// no rate, never the rate of the first pieces.
+	if err == nil || !(strings.HasPrefix(err.Error(), "upload: server stopped answering") ||
+		strings.HasPrefix(err.Error(), "upload: no data confirmed by the server")) {
+		t.Fatalf("err = %v, want upload: server stopped answering (or: no data confirmed)", err)
 	}
 	st := res.Speedtest
 	if st.DownloadBitsPerSecond == nil || st.LatencySeconds == nil {
