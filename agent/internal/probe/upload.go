@@ -241,7 +241,8 @@ type streamLog struct {
 // nothing after the stream's last answer (a small underestimate, rare).
 //
 // A stream the server stopped answering (nothing confirmed for stallFactor
-// times its median cycle, at least stallMin, before end) counts as stalled.
+// times its median cycle, at least stallMin, before end; or never answered
+// for stallMin) counts as stalled.
 func uploadRate(logs []streamLog, t0, t1, end time.Time) (bytesPerSecond float64, stalled int) {
 	window := t1.Sub(t0).Seconds()
 	if window <= 0 {
@@ -262,10 +263,7 @@ func uploadRate(logs []streamLog, t0, t1, end time.Time) (bytesPerSecond float64
 			}
 			prevAt, prevBytes = c.at, c.bytes
 		}
-		typical, ok := median(cycles)
-		if !ok {
-			typical = end.Sub(l.start)
-		}
+		typical, _ := median(cycles) // 0 without answers: stallMin alone
 		if end.Sub(prevAt) > max(stallMin, stallFactor*typical) {
 			stalled++
 		}

@@ -146,7 +146,10 @@ func TestUploadRate(t *testing.T) {
 		{"window inside one piece", []streamLog{{start: base, confirms: []confirmation{{at(0.5), 1000}, {at(1.5), 3000}}}}, 1, 1.25, 1.5, 2000, 0},
 		// the piece in flight at t0 counts for its part in the window
 		{"first piece straddles t0", []streamLog{{start: base, confirms: []confirmation{{at(4), 4000}, {at(5), 5000}}}}, 2, 5, 5, 1000, 0},
-		{"no answers", []streamLog{{start: base}}, 2, 4, 5, 0, 0},
+		{"no answers yet", []streamLog{{start: base}}, 1, 2, 2.5, 0, 0},
+		{"never answered", []streamLog{{start: base}}, 2, 4, 5, 0, 1},
+		// one stream's only answer came in the warm-up, another's never
+		{"server stopped in the warm-up", []streamLog{every(0.1, 0.1, 2, 1000), {start: base}}, 2, 5, 6, 0, 2},
 		// answers until 3 s, then silence until the end at 12 s
 		{"stalled stream", []streamLog{every(0.1, 0.1, 30, 1000)}, 2, 10, 12, 1000.0 * 10 / 8, 1},
 		{"stalled and working", []streamLog{every(0.1, 0.1, 30, 1000), every(0.1, 0.1, 120, 1000)}, 2, 10, 12, 1000.0*10/8 + 10000, 1},
