@@ -8,7 +8,6 @@ package main_test
 import (
 	"fmt"
 	"net"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -144,5 +143,4 @@ func TestEveryProbeKindEndToEnd(t *testing.T) {
 		}
 		seen[r.messageID] = true
 	}
-	_ = filepath.Join
 }

@@ -143,7 +143,6 @@ func TestHandleRejects(t *testing.T) {
 		t.Fatalf("stored %d rejected rows", n)
 	}
 	for reason, want := range map[string]float64{"future": 1, "version": 1, "site_mismatch": 1, "malformed": 1, "bad_topic": 1} {
-		_ = reason
 		if got := testutil.ToFloat64(f.health.Rejected.WithLabelValues(reason)); got != want {
 			t.Errorf("rejected{reason=%q} = %v, want %v", reason, got, want)
 		}

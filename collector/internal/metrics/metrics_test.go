@@ -127,10 +127,9 @@ func TestLineTotalsSurviveABurst(t *testing.T) {
 	f := NewFleet()
 	f.SetLineTotal(store.LineTotal{Site: "leeds-1", Probe: "line", Method: "udp", Sent: 1000, Received: 990,
 		Outages: map[string]int64{"wan": 1}, OutageSeconds: map[string]float64{"wan": 30}})
-	for i, m := range []*wire.Measurement{lq(t0, 40, 40), lq(t0.Add(time.Minute), 40, 0), lq(t0.Add(2*time.Minute), 40, 10, 100), lq(t0.Add(3*time.Minute), 40, 40)} {
+	for _, m := range []*wire.Measurement{lq(t0, 40, 40), lq(t0.Add(time.Minute), 40, 0), lq(t0.Add(2*time.Minute), 40, 10, 100), lq(t0.Add(3*time.Minute), 40, 40)} {
 		f.Observe(m)
 		f.Count(m)
-		_ = i
 	}
 	want := `
 # HELP hubmon_linequality_outage_seconds_total Time disconnected, by cause, over the whole history (counted when each disconnection ends).

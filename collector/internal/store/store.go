@@ -221,7 +221,7 @@ func (s *Store) Commit(ctx context.Context, items []Item) ([]Outcome, error) {
 			res, err := insM.ExecContext(ctx, m.MessageID, m.Site, m.AgentID, m.Seq, m.Probe, m.Kind,
 				m.MeasuredAt.UTC().UnixNano(), recv, m.Success, m.Error,
 				st.DownloadBitsPerSecond, st.UploadBitsPerSecond, st.LatencySeconds, st.JitterSeconds,
-				nullIfZero(m.Speedtest, st.DownloadBytes), nullIfZero(m.Speedtest, st.UploadBytes), string(it.Payload))
+				speedtestBytes(m.Speedtest, st.DownloadBytes), speedtestBytes(m.Speedtest, st.UploadBytes), string(it.Payload))
 			if err != nil {
 				return nil, fmt.Errorf("commit: insert measurement %s: %w", m.MessageID, err)
 			}
@@ -258,7 +258,8 @@ func (s *Store) Commit(ctx context.Context, items []Item) ([]Outcome, error) {
 	return out, nil
 }
 
-func nullIfZero(st *wire.Speedtest, v int64) any {
+// speedtestBytes is v for a speed test and NULL for any other kind.
+func speedtestBytes(st *wire.Speedtest, v int64) any {
 	if st == nil {
 		return nil
 	}
@@ -412,8 +413,7 @@ func (s *Store) LineTotals(ctx context.Context) ([]LineTotal, error) {
 	return out, rows.Err()
 }
 
-// Count returns how many measurements with the given message id are stored
-// (0 or 1), and in total. For tests and checks.
+// Count returns how many measurements are stored. For tests and checks.
 func (s *Store) Count(ctx context.Context) (int64, error) {
 	var n int64
 	err := s.r.QueryRowContext(ctx, `SELECT count(*) FROM measurements`).Scan(&n)
