@@ -333,6 +333,13 @@ type mosquitto struct {
 
 func startMosquitto(tb testing.TB, passwdFile string) *mosquitto {
 	tb.Helper()
+	return startMosquittoACL(tb, passwdFile, "")
+}
+
+// startMosquittoACL is startMosquitto with extraACL appended to a copy of
+// the shipped ACL (say, a second collector's account).
+func startMosquittoACL(tb testing.TB, passwdFile, extraACL string) *mosquitto {
+	tb.Helper()
 	bin, err := exec.LookPath("mosquitto")
 	if err != nil {
 		tb.Fatal("mosquitto not found: install Debian's mosquitto package (.ci/run does)")
@@ -351,6 +358,14 @@ func startMosquitto(tb testing.TB, passwdFile string) *mosquitto {
 		tb.Fatal(err)
 	}
 	abs, _ := filepath.Abs("../deploy/mosquitto/hubmon.acl")
+	if extraACL != "" {
+		acl, err := os.ReadFile(abs)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		abs = filepath.Join(dir, "hubmon.acl")
+		writeFile(tb, abs, string(acl)+"\n"+extraACL)
+	}
 	text := strings.NewReplacer(
 		"listener 1883 127.0.0.1", fmt.Sprintf("listener %d 127.0.0.1\nuser %s", m.port, me.Username),
 		"/etc/mosquitto/hubmon.passwd", passwdFile,
