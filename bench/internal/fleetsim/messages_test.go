@@ -1,0 +1,90 @@
+package fleetsim
+
+import (
+	"encoding/json"
+	"math"
+	"testing"
+	"time"
+
+	"github.com/hubmon/hubmon/agent/wire"
+)
+
+// Every message the simulator makes must be one the collector accepts, or the
+// benchmark measures rejections.
+func TestMessagesValidate(t *testing.T) {
+	now := time.Now()
+	g := newGenerator("sim", 50, 7, now)
+	kinds := map[string]int{}
+	seqs := map[string]int64{}
+	subSecond := 0
+	const n = 6000
+	for i := range n {
+		m := g.make(now.Add(time.Duration(i) * time.Millisecond))
+		site, kind, err := wire.ParseTopic(m.topic)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if kind == wire.TopicStatus {
+			st, err := wire.DecodeStatus(m.payload, site, now)
+			if err != nil {
+				t.Fatalf("status %s: %v", m.payload, err)
+			}
+			if !m.retained || m.id != "" || st.State != wire.StateOnline {
+				t.Fatalf("status %+v: want retained, online, no id", m)
+			}
+			kinds[kind]++
+			continue
+		}
+		meas, err := wire.DecodeMeasurement(m.payload, site, now.Add(time.Minute))
+		if err != nil {
+			t.Fatalf("measurement %s: %v", m.payload, err)
+		}
+		if meas.MessageID != m.id || meas.Probe != m.probe || !meas.MeasuredAt.Equal(m.measuredAt) || m.retained {
+			t.Fatalf("message %+v does not match its payload %s", m, m.payload)
+		}
+		if meas.MeasuredAt.Location() != time.UTC {
+			t.Fatalf("measured_at %v: want UTC", meas.MeasuredAt)
+		}
+		if meas.MeasuredAt.Nanosecond() != 0 {
+			subSecond++
+		}
+		if meas.Seq != seqs[site]+1 {
+			t.Fatalf("site %s seq %d after %d", site, meas.Seq, seqs[site])
+		}
+		seqs[site] = meas.Seq
+		if !wire.ValidID(meas.AgentID) {
+			t.Fatalf("agent id %q", meas.AgentID)
+		}
+		kinds[meas.Kind]++
+	}
+	if subSecond < kinds[wire.KindLineQuality] {
+		t.Errorf("%d measured_at with sub-second precision: want nearly all", subSecond)
+	}
+	// each site's first message is its status, then the mix
+	total := PerSitePerHour()
+	for _, m := range Mix {
+		want := m.PerHour / total * n
+		if got := float64(kinds[m.Kind]); math.Abs(got-want) > 5*math.Sqrt(want)+60 {
+			t.Errorf("%s: %v of %d messages, want about %.0f", m.Kind, got, n, want)
+		}
+	}
+	t.Logf("kinds in %d messages: %v", n, kinds)
+}
+
+func TestFirstMessageIsStatus(t *testing.T) {
+	g := newGenerator("hub", 3, 1, time.Now())
+	for i := range 3 {
+		m := g.make(time.Now())
+		var st wire.Status
+		if err := json.Unmarshal(m.payload, &st); err != nil || m.id != "" || st.Site != g.sites[i].name {
+			t.Fatalf("message %d of a new fleet: %s, want site %s's status", i, m.payload, g.sites[i].name)
+		}
+	}
+}
+
+func TestNominalRate(t *testing.T) {
+	// 60 statuses, 60 line-quality summaries, 12 DNS, 4 HTTP, 1/6 speed test an hour
+	if r := NominalRate(20000); math.Abs(r-756.5) > 1 {
+		t.Fatalf("NominalRate(20000) = %v, want about 756.5/s", r)
+	}
+}
