@@ -7,7 +7,7 @@ LDFLAGS := -X main.version=$(VERSION) -X main.revision=$(REVISION)
 # go-sqlite3 needs cgo; CGO_ENABLED=0 silently builds a stub that fails at run time
 export CGO_ENABLED := 1
 
-.PHONY: all build run test deps bench bench-accuracy fuzz vet lint clean
+.PHONY: all build run test deps bench bench-go bench-load bench-accuracy fuzz vet lint clean
 
 all: build
 
@@ -24,9 +24,16 @@ test: deps vet build
 	$(GO) test -race -count=1 -timeout 20m ./...
 	$(GO) test -run '^$$' -fuzz FuzzDecodeMeasurement -fuzztime 10s ./agent/wire/
 
-## bench: Go benchmarks (outbox, store)
-bench:
+## bench: Go benchmarks, then the fleet load benchmark
+bench: bench-go bench-load
+
+## bench-go: Go benchmarks (outbox, store, ingest, gaps)
+bench-go:
 	$(GO) test -run '^$$' -bench . -benchmem -count 1 ./...
+
+## bench-load: the fleet load benchmark against a real Mosquitto and the real binaries, one JSON line per figure (bench/README.md); LOADFLAGS=-quick for a smoke run
+bench-load: build
+	$(GO) run ./bench/load -bin $(CURDIR)/bin -repo $(CURDIR) $(LOADFLAGS)
 
 ## bench-accuracy: the speed test against iperf3 on tbf-shaped links between network namespaces (root; needs iperf3, jq)
 bench-accuracy: build
@@ -43,7 +50,7 @@ deps:
 
 vet:
 	$(GO) vet ./...
-	@test -z "$$(gofmt -l agent collector)" || { echo "gofmt needed:"; gofmt -l agent collector; exit 1; }
+	@test -z "$$(gofmt -l agent collector bench)" || { echo "gofmt needed:"; gofmt -l agent collector bench; exit 1; }
 
 lint: vet
 

@@ -116,14 +116,18 @@ func (g *generator) kind() string {
 	return Mix[len(Mix)-1].Kind
 }
 
-// make returns the next message, measured (or sent) at now.
-func (g *generator) make(now time.Time) *message {
+// make returns the next message, measured (or sent) at now; with
+// noStatus, never a status.
+func (g *generator) make(now time.Time, noStatus bool) *message {
 	i := g.next
 	g.next = (g.next + 1) % len(g.sites)
 	s := &g.sites[i]
 	kind := wire.TopicStatus
-	if s.statuses > 0 {
+	if s.statuses > 0 || noStatus {
 		kind = g.kind()
+		for noStatus && kind == wire.TopicStatus {
+			kind = g.kind()
+		}
 	}
 	now = now.UTC()
 	if kind == wire.TopicStatus {

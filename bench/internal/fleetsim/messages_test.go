@@ -19,7 +19,7 @@ func TestMessagesValidate(t *testing.T) {
 	subSecond := 0
 	const n = 6000
 	for i := range n {
-		m := g.make(now.Add(time.Duration(i) * time.Millisecond))
+		m := g.make(now.Add(time.Duration(i)*time.Millisecond), false)
 		site, kind, err := wire.ParseTopic(m.topic)
 		if err != nil {
 			t.Fatal(err)
@@ -74,7 +74,7 @@ func TestMessagesValidate(t *testing.T) {
 func TestFirstMessageIsStatus(t *testing.T) {
 	g := newGenerator("hub", 3, 1, time.Now())
 	for i := range 3 {
-		m := g.make(time.Now())
+		m := g.make(time.Now(), false)
 		var st wire.Status
 		if err := json.Unmarshal(m.payload, &st); err != nil || m.id != "" || st.Site != g.sites[i].name {
 			t.Fatalf("message %d of a new fleet: %s, want site %s's status", i, m.payload, g.sites[i].name)
@@ -86,5 +86,17 @@ func TestNominalRate(t *testing.T) {
 	// 60 statuses, 60 line-quality summaries, 12 DNS, 4 HTTP, 1/6 speed test an hour
 	if r := NominalRate(20000); math.Abs(r-756.5) > 1 {
 		t.Fatalf("NominalRate(20000) = %v, want about 756.5/s", r)
+	}
+}
+
+func TestMeasurementsOnly(t *testing.T) {
+	g := newGenerator("hub", 10, 1, time.Now())
+	for range 1000 {
+		if m := g.make(time.Now(), true); m.id == "" {
+			t.Fatalf("a status with noStatus: %s", m.payload)
+		}
+	}
+	if m := g.make(time.Now(), false); m.id != "" {
+		t.Fatalf("first message after measurements only: %s, want the site's status", m.payload)
 	}
 }

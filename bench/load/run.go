@@ -1,0 +1,488 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/hubmon/hubmon/bench/internal/fleetsim"
+	"github.com/hubmon/hubmon/bench/internal/rig"
+)
+
+const password = "bench-load-secret"
+
+// bench holds the settings of one run and where figures go.
+type bench struct {
+	bin, repo     string
+	conns         int
+	ceilingCount  int // messages per broker-ceiling measurement
+	liveCount     int // messages of the live ingest phase
+	backlogCount  int // messages queued while the collector is paused
+	e2eDuration   time.Duration
+	scrapes       int
+	agentFirstRun time.Duration
+	agentTestTime time.Duration
+	keep          bool
+	out           io.Writer
+	log           *slog.Logger
+	tmp           string
+}
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("load", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	bin := fs.String("bin", "bin", "directory holding hubmon-collector and hubmon-agent (make build)")
+	repo := fs.String("repo", ".", "the repository root (for deploy/mosquitto)")
+	sitesFlag := fs.String("sites", "1000,10000,20000", "fleet sizes, comma-separated")
+	quick := fs.Bool("quick", false, "a smoke run: 200 sites, a few thousand messages, a short agent speed test")
+	conns := fs.Int("connections", 4, "the simulator's publishing connections")
+	live := fs.Int("live", 100000, "messages in the live ingest phase")
+	backlog := fs.Int("backlog", 100000, "messages queued while the collector is paused (the broker queues at most 200,000)")
+	ceiling := fs.Int("ceiling", 50000, "messages per broker-ceiling measurement")
+	e2e := fs.Duration("e2e", 20*time.Second, "how long to publish at the fleet's nominal rate for the end-to-end delay")
+	scrapes := fs.Int("scrapes", 5, "scrapes of /metrics to time")
+	agent := fs.Bool("agent", true, "measure the agent's footprint (idle and during a speed test)")
+	keep := fs.Bool("keep", false, "keep the working directory (logs, databases)")
+	timeout := fs.Duration("timeout", 20*time.Minute, "bound on the whole run")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	b := &bench{conns: *conns, ceilingCount: *ceiling, liveCount: *live, backlogCount: *backlog, e2eDuration: *e2e,
+		scrapes: *scrapes, agentFirstRun: 15 * time.Second, agentTestTime: 10 * time.Second, keep: *keep, out: stdout,
+		log: slog.New(slog.NewTextHandler(stderr, nil))}
+	var sites []int
+	for _, f := range strings.Split(*sitesFlag, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || n < 1 {
+			fmt.Fprintf(stderr, "load: -sites: %q is not a fleet size\n", f)
+			return 2
+		}
+		sites = append(sites, n)
+	}
+	if *quick {
+		sites = []int{200}
+		b.ceilingCount, b.liveCount, b.backlogCount, b.e2eDuration, b.scrapes = 2000, 3000, 3000, 4*time.Second, 3
+		b.agentFirstRun, b.agentTestTime = 6*time.Second, 2*time.Second
+	}
+	if b.backlogCount > 150000 {
+		fmt.Fprintln(stderr, "load: -backlog at most 150000: the broker drops what is queued beyond max_queued_messages (200,000)")
+		return 2
+	}
+	var err error
+	if b.bin, err = filepath.Abs(*bin); err == nil {
+		b.repo, err = filepath.Abs(*repo)
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "load: %v\n", err)
+		return 2
+	}
+	for _, name := range []string{"hubmon-collector", "hubmon-agent"} {
+		if _, err := os.Stat(filepath.Join(b.bin, name)); err != nil {
+			fmt.Fprintf(stderr, "load: %v (run make build first)\n", err)
+			return 2
+		}
+	}
+	if b.tmp, err = os.MkdirTemp("", "hubmon-bench-load-"); err != nil {
+		fmt.Fprintf(stderr, "load: %v\n", err)
+		return 1
+	}
+	if b.keep {
+		b.log.Info("keeping the working directory", "dir", b.tmp)
+	} else {
+		defer os.RemoveAll(b.tmp)
+	}
+	ctx, cancel := context.WithTimeout(ctx, *timeout)
+	defer cancel()
+
+	b.log.Info("load benchmark", "sites", sites, "cores", runtime.NumCPU(), "loadavg", loadavg())
+	failed := false
+	for _, n := range sites {
+		if err := b.fleet(ctx, n); err != nil {
+			b.log.Error("fleet run failed", "sites", n, "err", err)
+			failed = true
+		}
+		if ctx.Err() != nil {
+			break
+		}
+	}
+	if *agent && ctx.Err() == nil {
+		if err := b.agent(ctx); err != nil {
+			b.log.Error("agent footprint failed", "err", err)
+			failed = true
+		}
+	}
+	if failed || ctx.Err() != nil {
+		return 1
+	}
+	return 0
+}
+
+// emit prints one figure: {"figure":..,"sites":..,"value":.., extra fields
+// sorted, "loadavg":[1m,5m,15m]}.
+func (b *bench) emit(figure string, sites int, value float64, extra map[string]any) {
+	var buf bytes.Buffer
+	fmt.Fprintf(&buf, `{"figure":%q`, figure)
+	if sites > 0 {
+		fmt.Fprintf(&buf, `,"sites":%d`, sites)
+	}
+	v, _ := json.Marshal(round(value))
+	fmt.Fprintf(&buf, `,"value":%s`, v)
+	writeExtra(&buf, extra)
+	fmt.Fprintln(b.out, buf.String())
+}
+
+// check prints a line that is not a figure (a delivery check, say).
+func (b *bench) check(name string, sites int, extra map[string]any) {
+	var buf bytes.Buffer
+	fmt.Fprintf(&buf, `{"check":%q,"sites":%d`, name, sites)
+	writeExtra(&buf, extra)
+	fmt.Fprintln(b.out, buf.String())
+}
+
+func writeExtra(buf *bytes.Buffer, extra map[string]any) {
+	if extra == nil {
+		extra = map[string]any{}
+	}
+	extra["loadavg"] = loadavg()
+	keys := make([]string, 0, len(extra))
+	for k := range extra {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
+		v := extra[k]
+		if f, ok := v.(float64); ok {
+			v = round(f)
+		}
+		fmt.Fprintf(buf, `,%q:%s`, k, marshal(v))
+	}
+	buf.WriteString("}")
+}
+
+// marshal is json.Marshal without HTML escaping ("<pid>" stays readable).
+func marshal(v any) []byte {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		buf.Reset()
+		enc.Encode(fmt.Sprint(v))
+	}
+	return bytes.TrimSuffix(buf.Bytes(), []byte("\n"))
+}
+
+// round keeps 4 significant digits; NaN and Inf become nil (JSON null).
+func round(v float64) any {
+	if v != v || v > 1e300 || v < -1e300 {
+		return nil
+	}
+	f, _ := strconv.ParseFloat(strconv.FormatFloat(v, 'g', 4, 64), 64)
+	return f
+}
+
+// loadavg is the 1, 5 and 15 minute load averages.
+func loadavg() []float64 {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return nil
+	}
+	var out []float64
+	for _, f := range strings.Fields(string(b))[:3] {
+		v, _ := strconv.ParseFloat(f, 64)
+		out = append(out, v)
+	}
+	return out
+}
+
+// selfCPU is this process's CPU seconds: the load generator's.
+func selfCPU() float64 {
+	u, _ := rig.ReadUsage(os.Getpid())
+	return u.CPUSeconds
+}
+
+// fleet measures one fleet size.
+func (b *bench) fleet(ctx context.Context, n int) error {
+	dir := filepath.Join(b.tmp, fmt.Sprintf("sites-%d", n))
+	b.log.Info("fleet", "sites", n, "loadavg", loadavg())
+	broker, err := rig.StartBroker(rig.BrokerOptions{RepoRoot: b.repo, Dir: filepath.Join(dir, "broker"), Password: password,
+		SimPublishers: b.conns, Readers: []string{ceilingPaho, ceilingSub}})
+	if err != nil {
+		return err
+	}
+	defer broker.Stop(10 * time.Second)
+	opts := fleetsim.Options{BrokerURL: broker.URL, Sites: n, SitePrefix: "hub", Seed: uint64(n),
+		Acks: &fleetsim.Credential{Username: rig.SimAcksUser, Password: password}, Logger: b.log}
+	for i := range b.conns {
+		opts.Publishers = append(opts.Publishers, fleetsim.Credential{Username: rig.SimPublisher(i), Password: password})
+	}
+	sim, err := fleetsim.New(opts)
+	if err != nil {
+		return err
+	}
+	defer sim.Close()
+
+	// 1. the broker alone, before the collector has a session on it
+	if err := b.ceiling(ctx, n, broker, sim); err != nil {
+		return fmt.Errorf("broker ceiling: %w", err)
+	}
+
+	// 2. the collector
+	coll, err := rig.StartCollector(rig.CollectorOptions{Bin: filepath.Join(b.bin, "hubmon-collector"), Dir: filepath.Join(dir, "collector"),
+		BrokerURL: broker.URL, Password: password})
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err := coll.Stop(30 * time.Second); err != nil {
+			b.log.Error("collector stop", "err", err)
+		}
+	}()
+	m := &meter{coll: coll, broker: broker}
+
+	// every site reports once: its status (online) and a first message
+	m.start()
+	if _, err := sim.Run(ctx, fleetsim.Phase{Name: "warmup", Count: 2 * n, Track: true}); err != nil {
+		return err
+	}
+	if r := sim.WaitAcks(ctx, "warmup", 3*time.Minute); r.Unacked > 0 {
+		return fmt.Errorf("warm-up: %d of %d measurements not acknowledged\n%s", r.Unacked, r.Tracked, coll.Tail(3000))
+	}
+	warmCPU := m.stop()
+
+	// 3. ingest, live: the simulator publishes as fast as the broker takes
+	// messages while the collector commits and acknowledges them
+	if err := b.ingest(ctx, n, sim, m, "live", nil); err != nil {
+		return err
+	}
+	// 4. ingest, backlog: the broker queues while the collector is stopped
+	if err := b.ingest(ctx, n, sim, m, "backlog", coll); err != nil {
+		return err
+	}
+	// 5. end-to-end delay at the fleet's own rate
+	if err := b.e2e(ctx, n, sim, coll, m); err != nil {
+		return err
+	}
+	// 6. /metrics
+	if err := b.scrape(n, coll); err != nil {
+		return err
+	}
+	// 7. memory and CPU over the whole run, and what reached the history
+	u, err := coll.Usage()
+	if err != nil {
+		return err
+	}
+	b.emit("collector_peak_rss_bytes", n, float64(u.HWMBytes), map[string]any{"rss_bytes": u.RSSBytes})
+	b.emit("collector_cpu_seconds", n, u.CPUSeconds, map[string]any{"warmup_cpu_seconds": warmCPU.coll,
+		"live_cpu_seconds": m.phases["live"].coll, "backlog_cpu_seconds": m.phases["backlog"].coll, "e2e_cpu_seconds": m.phases["e2e"].coll,
+		"note": "whole run: warm-up, live, backlog, end-to-end, scrapes"})
+	return b.delivery(n, sim, coll)
+}
+
+// meter reads CPU seconds of the collector, the broker and this process
+// (the load generator) around a phase.
+type meter struct {
+	coll   *rig.Collector
+	broker *rig.Broker
+	t0     cpu
+	phases map[string]cpu
+}
+
+type cpu struct{ coll, broker, self float64 }
+
+func (m *meter) read() cpu {
+	var c cpu
+	if m.coll != nil {
+		u, _ := m.coll.Usage()
+		c.coll = u.CPUSeconds
+	}
+	u, _ := m.broker.Usage()
+	c.broker, c.self = u.CPUSeconds, selfCPU()
+	return c
+}
+
+func (m *meter) start() { m.t0 = m.read() }
+
+func (m *meter) stop() cpu {
+	c := m.read()
+	return cpu{coll: c.coll - m.t0.coll, broker: c.broker - m.t0.broker, self: c.self - m.t0.self}
+}
+
+func (m *meter) record(name string, c cpu) {
+	if m.phases == nil {
+		m.phases = map[string]cpu{}
+	}
+	m.phases[name] = c
+}
+
+// counters reads the collector's message counters: measurements stored and
+// duplicate, statuses stored or stale.
+func counters(coll *rig.Collector) (stored, dup, statuses float64, err error) {
+	s, err := coll.Scrape()
+	if err != nil {
+		return 0, 0, 0, err
+	}
+	return rig.Sum(s.Body, "hubmon_collector_messages_total", "kind=measurement", "result=stored"),
+		rig.Sum(s.Body, "hubmon_collector_messages_total", "kind=measurement", "result=duplicate"),
+		rig.Sum(s.Body, "hubmon_collector_messages_total", "kind=status", "result=stored") +
+			rig.Sum(s.Body, "hubmon_collector_messages_total", "kind=status", "result=stale"), nil
+}
+
+// ingest runs the live or the backlog phase and emits its rate. With pause,
+// the collector is stopped (SIGSTOP) while the simulator publishes and
+// continued (SIGCONT) after: the rate is then the backlog's drain.
+func (b *bench) ingest(ctx context.Context, n int, sim *fleetsim.Sim, m *meter, mode string, pause *rig.Collector) error {
+	count := b.liveCount
+	if pause != nil {
+		count = b.backlogCount
+	}
+	_, _, st0, err := counters(m.coll)
+	if err != nil {
+		return err
+	}
+	b.log.Info("ingest", "sites", n, "mode", mode, "messages", count)
+	m.start()
+	if pause != nil {
+		if err := pause.Signal(syscall.SIGSTOP); err != nil {
+			return err
+		}
+	}
+	// the collector's keep-alive is 30 s: paused for more than 45 s, the
+	// broker would drop its connection (the session stays)
+	res, runErr := sim.Run(ctx, fleetsim.Phase{Name: mode, Count: count, Duration: 30 * time.Second, Track: true})
+	from := res.Start
+	if pause != nil {
+		from = time.Now()
+		if err := pause.Signal(syscall.SIGCONT); err != nil {
+			return err
+		}
+	}
+	if runErr != nil {
+		return runErr
+	}
+	r := sim.WaitAcks(ctx, mode, 4*time.Minute)
+	c := m.stop()
+	m.record(mode, c)
+	_, _, st1, err := counters(m.coll)
+	if err != nil {
+		return err
+	}
+	secs := r.LastAck.Sub(from).Seconds()
+	statuses := st1 - st0
+	extra := map[string]any{"mode": mode, "messages": r.Acked + r.Statuses, "measurements_acked": r.Acked, "statuses": r.Statuses,
+		"statuses_committed": statuses, "seconds": secs, "measurements_per_second": float64(r.Acked) / secs,
+		"unacked": r.Unacked, "rejected": r.Rejected, "publish_messages_per_second": res.PublishRate(),
+		"ack_delay_p50_seconds": r.AckDelay.P50, "ack_delay_p99_seconds": r.AckDelay.P99,
+		"collector_cpu_seconds": c.coll, "broker_cpu_seconds": c.broker, "loadgen_cpu_seconds": c.self}
+	if pause != nil {
+		extra["paused_seconds"] = from.Sub(res.Start).Seconds()
+		extra["note"] = "drain after SIGCONT: messages / (last ack - SIGCONT)"
+	} else {
+		extra["note"] = "messages / (last ack - first publish), simulator publishing as fast as the broker takes"
+	}
+	if int(statuses) < r.Statuses {
+		extra["incomplete"] = "not every status committed when the last measurement was acknowledged"
+	}
+	b.emit("ingest_messages_per_second", n, float64(r.Acked+r.Statuses)/secs, extra)
+	if r.Unacked > 0 || r.Rejected > 0 {
+		return fmt.Errorf("%s: %d unacknowledged, %d rejected of %d", mode, r.Unacked, r.Rejected, r.Tracked)
+	}
+	return nil
+}
+
+// scrape times /metrics when nothing else is going on.
+func (b *bench) scrape(n int, coll *rig.Collector) error {
+	time.Sleep(time.Second)
+	var secs, cpus []float64
+	var size, series int
+	for range b.scrapes {
+		u0, err := coll.Usage()
+		if err != nil {
+			return err
+		}
+		s, err := coll.Scrape()
+		if err != nil {
+			return err
+		}
+		u1, err := coll.Usage()
+		if err != nil {
+			return err
+		}
+		secs = append(secs, s.Seconds())
+		cpus = append(cpus, u1.CPUSeconds-u0.CPUSeconds)
+		size = len(s.Body)
+		series = 0
+		for _, line := range bytes.Split(s.Body, []byte("\n")) {
+			if len(line) > 0 && line[0] != '#' {
+				series++
+			}
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	q := fleetsim.Summarise(secs)
+	var cpuSum float64
+	for _, c := range cpus {
+		cpuSum += c
+	}
+	b.emit("scrape_seconds", n, q.P50, map[string]any{"scrapes": len(secs), "min_seconds": secs[0], "max_seconds": q.Max,
+		"cpu_seconds_per_scrape": cpuSum / float64(len(cpus)), "series": series,
+		"note": "median wall time of GET /metrics, text format, uncompressed, collector otherwise idle; CPU from /proc/<pid>/stat around each scrape (10 ms ticks)"})
+	b.emit("scrape_bytes", n, float64(size), map[string]any{"series": series, "bytes_per_site": float64(size) / float64(n)})
+	return nil
+}
+
+// delivery checks that every measurement the simulator tracked is in the
+// history once, and prints sent / stored / lost / duplicated.
+func (b *bench) delivery(n int, sim *fleetsim.Sim, coll *rig.Collector) error {
+	rows, err := historyIDs(coll.DB)
+	if err != nil {
+		return err
+	}
+	var stored, lost, duplicated, unacked, dupAcks int
+	tracked := sim.Tracked()
+	sent := make(map[string]bool, len(tracked))
+	for _, s := range tracked {
+		k := s.Site + "/" + s.MessageID
+		sent[k] = true
+		switch rows[k] {
+		case 0:
+			lost++
+		case 1:
+			stored++
+		default:
+			duplicated++
+		}
+		if s.Acks == 0 {
+			unacked++
+		} else if s.Acks > 1 {
+			dupAcks++
+		}
+	}
+	stray := 0
+	for k := range rows {
+		if !sent[k] {
+			stray++
+		}
+	}
+	_, redelivered, _, err := counters(coll)
+	if err != nil {
+		return err
+	}
+	b.check("delivery", n, map[string]any{"sent": len(tracked), "stored": stored, "lost": lost, "duplicated": duplicated,
+		"unacked": unacked, "duplicate_acks": dupAcks, "rows_not_sent": stray, "redelivered_by_broker": redelivered})
+	if lost+duplicated+unacked+stray > 0 {
+		return fmt.Errorf("delivery: %d lost, %d duplicated, %d unacknowledged, %d rows not sent", lost, duplicated, unacked, stray)
+	}
+	return nil
+}
