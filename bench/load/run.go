@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -260,6 +261,7 @@ func (b *bench) fleet(ctx context.Context, n int) error {
 		return fmt.Errorf("warm-up: %d of %d measurements not acknowledged\n%s", r.Unacked, r.Tracked, coll.Tail(3000))
 	}
 	warmCPU := m.stop()
+	m.snap()
 
 	// 3. ingest, live: the simulator publishes as fast as the broker takes
 	// messages while the collector commits and acknowledges them
@@ -283,7 +285,9 @@ func (b *bench) fleet(ctx context.Context, n int) error {
 	if err != nil {
 		return err
 	}
-	b.emit("collector_peak_rss_bytes", n, float64(u.HWMBytes), map[string]any{"rss_bytes": u.RSSBytes})
+	b.emit("collector_peak_rss_bytes", n, float64(u.HWMBytes), map[string]any{"rss_bytes": u.RSSBytes,
+		"hwm_after_warmup_bytes": warmCPU.hwm, "hwm_after_live_bytes": m.phases["live"].hwm, "hwm_after_backlog_bytes": m.phases["backlog"].hwm,
+		"hwm_after_e2e_bytes": m.phases["e2e"].hwm, "note": "VmHWM at the end of the run; hwm_after_* is VmHWM when each phase ended"})
 	b.emit("collector_cpu_seconds", n, u.CPUSeconds, map[string]any{"warmup_cpu_seconds": warmCPU.coll,
 		"live_cpu_seconds": m.phases["live"].coll, "backlog_cpu_seconds": m.phases["backlog"].coll, "e2e_cpu_seconds": m.phases["e2e"].coll,
 		"note": "whole run: warm-up, live, backlog, end-to-end, scrapes"})
@@ -297,15 +301,39 @@ type meter struct {
 	broker *rig.Broker
 	t0     cpu
 	phases map[string]cpu
+	// last is the collector's counters after the previous phase (nil if
+	// /metrics did not answer)
+	last *counts
 }
 
-type cpu struct{ coll, broker, self float64 }
+// snap reads the collector's counters, keeps them as last and returns the
+// change since the previous snap (nil when either is missing).
+func (m *meter) snap() *counts {
+	c, err := counters(m.coll)
+	prev := m.last
+	if err != nil {
+		m.last = nil
+		return nil
+	}
+	m.last = &c
+	if prev == nil {
+		return nil
+	}
+	d := c.minus(*prev)
+	return &d
+}
+
+// cpu is CPU seconds used, and the collector's peak RSS (VmHWM) so far.
+type cpu struct {
+	coll, broker, self float64
+	hwm                int64
+}
 
 func (m *meter) read() cpu {
 	var c cpu
 	if m.coll != nil {
 		u, _ := m.coll.Usage()
-		c.coll = u.CPUSeconds
+		c.coll, c.hwm = u.CPUSeconds, u.HWMBytes
 	}
 	u, _ := m.broker.Usage()
 	c.broker, c.self = u.CPUSeconds, selfCPU()
@@ -316,7 +344,7 @@ func (m *meter) start() { m.t0 = m.read() }
 
 func (m *meter) stop() cpu {
 	c := m.read()
-	return cpu{coll: c.coll - m.t0.coll, broker: c.broker - m.t0.broker, self: c.self - m.t0.self}
+	return cpu{coll: c.coll - m.t0.coll, broker: c.broker - m.t0.broker, self: c.self - m.t0.self, hwm: c.hwm}
 }
 
 func (m *meter) record(name string, c cpu) {
@@ -326,17 +354,38 @@ func (m *meter) record(name string, c cpu) {
 	m.phases[name] = c
 }
 
-// counters reads the collector's message counters: measurements stored and
-// duplicate, statuses stored or stale.
-func counters(coll *rig.Collector) (stored, dup, statuses float64, err error) {
+// counts are the collector's own counters.
+type counts struct {
+	stored, duplicate float64 // measurements
+	statuses          float64 // stored or stale
+	commits           float64 // history transactions
+	commitSeconds     float64
+	batched           float64 // messages in those transactions
+}
+
+func (c counts) minus(o counts) counts {
+	return counts{c.stored - o.stored, c.duplicate - o.duplicate, c.statuses - o.statuses, c.commits - o.commits,
+		c.commitSeconds - o.commitSeconds, c.batched - o.batched}
+}
+
+// counters reads the collector's counters from /metrics.
+func counters(coll *rig.Collector) (counts, error) {
 	s, err := coll.Scrape()
 	if err != nil {
-		return 0, 0, 0, err
+		s, err = coll.Scrape() // once more: at 20,000 sites a scrape can time out (503)
 	}
-	return rig.Sum(s.Body, "hubmon_collector_messages_total", "kind=measurement", "result=stored"),
-		rig.Sum(s.Body, "hubmon_collector_messages_total", "kind=measurement", "result=duplicate"),
-		rig.Sum(s.Body, "hubmon_collector_messages_total", "kind=status", "result=stored") +
-			rig.Sum(s.Body, "hubmon_collector_messages_total", "kind=status", "result=stale"), nil
+	if err != nil {
+		return counts{}, err
+	}
+	const msgs = "hubmon_collector_messages_total"
+	return counts{
+		stored:        rig.Sum(s.Body, msgs, "kind=measurement", "result=stored"),
+		duplicate:     rig.Sum(s.Body, msgs, "kind=measurement", "result=duplicate"),
+		statuses:      rig.Sum(s.Body, msgs, "kind=status", "result=stored") + rig.Sum(s.Body, msgs, "kind=status", "result=stale"),
+		commits:       rig.Sum(s.Body, "hubmon_collector_store_commit_seconds_count"),
+		commitSeconds: rig.Sum(s.Body, "hubmon_collector_store_commit_seconds_sum"),
+		batched:       rig.Sum(s.Body, "hubmon_collector_store_batch_messages_sum"),
+	}, nil
 }
 
 // ingest runs the live or the backlog phase and emits its rate. With pause,
@@ -346,10 +395,6 @@ func (b *bench) ingest(ctx context.Context, n int, sim *fleetsim.Sim, m *meter, 
 	count := b.liveCount
 	if pause != nil {
 		count = b.backlogCount
-	}
-	_, _, st0, err := counters(m.coll)
-	if err != nil {
-		return err
 	}
 	b.log.Info("ingest", "sites", n, "mode", mode, "messages", count)
 	m.start()
@@ -374,25 +419,28 @@ func (b *bench) ingest(ctx context.Context, n int, sim *fleetsim.Sim, m *meter, 
 	r := sim.WaitAcks(ctx, mode, 4*time.Minute)
 	c := m.stop()
 	m.record(mode, c)
-	_, _, st1, err := counters(m.coll)
-	if err != nil {
-		return err
-	}
+	d := m.snap()
 	secs := r.LastAck.Sub(from).Seconds()
-	statuses := st1 - st0
 	extra := map[string]any{"mode": mode, "messages": r.Acked + r.Statuses, "measurements_acked": r.Acked, "statuses": r.Statuses,
-		"statuses_committed": statuses, "seconds": secs, "measurements_per_second": float64(r.Acked) / secs,
+		"seconds": secs, "measurements_per_second": float64(r.Acked) / secs,
 		"unacked": r.Unacked, "rejected": r.Rejected, "publish_messages_per_second": res.PublishRate(),
 		"ack_delay_p50_seconds": r.AckDelay.P50, "ack_delay_p99_seconds": r.AckDelay.P99,
-		"collector_cpu_seconds": c.coll, "broker_cpu_seconds": c.broker, "loadgen_cpu_seconds": c.self}
+		"collector_cpu_seconds": c.coll, "broker_cpu_seconds": c.broker, "loadgen_cpu_seconds": c.self,
+		"collector_hwm_bytes": c.hwm}
+	if d != nil {
+		extra["statuses_committed"], extra["commits"] = d.statuses, d.commits
+		extra["mean_batch_messages"], extra["mean_commit_seconds"] = d.batched/d.commits, d.commitSeconds/d.commits
+		if int(d.statuses) < r.Statuses {
+			extra["incomplete"] = "not every status committed when the last measurement was acknowledged"
+		}
+	} else {
+		extra["counters"] = "unavailable: /metrics did not answer"
+	}
 	if pause != nil {
 		extra["paused_seconds"] = from.Sub(res.Start).Seconds()
 		extra["note"] = "drain after SIGCONT: messages / (last ack - SIGCONT)"
 	} else {
 		extra["note"] = "messages / (last ack - first publish), simulator publishing as fast as the broker takes"
-	}
-	if int(statuses) < r.Statuses {
-		extra["incomplete"] = "not every status committed when the last measurement was acknowledged"
 	}
 	b.emit("ingest_messages_per_second", n, float64(r.Acked+r.Statuses)/secs, extra)
 	if r.Unacked > 0 || r.Rejected > 0 {
@@ -401,28 +449,32 @@ func (b *bench) ingest(ctx context.Context, n int, sim *fleetsim.Sim, m *meter, 
 	return nil
 }
 
-// scrape times /metrics when nothing else is going on.
+// scrape times /metrics when nothing else is going on. A scrape that fails
+// (the collector answers 503 when gathering takes longer than 20 s) counts
+// with its time, and is reported.
 func (b *bench) scrape(n int, coll *rig.Collector) error {
 	time.Sleep(time.Second)
 	var secs, cpus []float64
-	var size, series int
+	var size, series, failed int
+	var lastErr string
 	for range b.scrapes {
 		u0, err := coll.Usage()
 		if err != nil {
 			return err
 		}
 		s, err := coll.Scrape()
-		if err != nil {
-			return err
+		u1, uerr := coll.Usage()
+		if uerr != nil {
+			return uerr
 		}
-		u1, err := coll.Usage()
-		if err != nil {
-			return err
-		}
-		secs = append(secs, s.Seconds())
+		secs = append(secs, s.End.Sub(s.Start).Seconds())
 		cpus = append(cpus, u1.CPUSeconds-u0.CPUSeconds)
-		size = len(s.Body)
-		series = 0
+		if err != nil {
+			failed++
+			lastErr = err.Error()
+			continue
+		}
+		size, series = len(s.Body), 0
 		for _, line := range bytes.Split(s.Body, []byte("\n")) {
 			if len(line) > 0 && line[0] != '#' {
 				series++
@@ -430,15 +482,23 @@ func (b *bench) scrape(n int, coll *rig.Collector) error {
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
-	q := fleetsim.Summarise(secs)
+	q := fleetsim.Summarise(slices.Clone(secs))
 	var cpuSum float64
 	for _, c := range cpus {
 		cpuSum += c
 	}
-	b.emit("scrape_seconds", n, q.P50, map[string]any{"scrapes": len(secs), "min_seconds": secs[0], "max_seconds": q.Max,
+	extra := map[string]any{"scrapes": len(secs), "min_seconds": slices.Min(secs), "max_seconds": q.Max,
 		"cpu_seconds_per_scrape": cpuSum / float64(len(cpus)), "series": series,
-		"note": "median wall time of GET /metrics, text format, uncompressed, collector otherwise idle; CPU from /proc/<pid>/stat around each scrape (10 ms ticks)"})
-	b.emit("scrape_bytes", n, float64(size), map[string]any{"series": series, "bytes_per_site": float64(size) / float64(n)})
+		"note": "median wall time of GET /metrics, text format, uncompressed, collector otherwise idle; CPU from /proc/<pid>/stat around each scrape (10 ms ticks)"}
+	if failed > 0 {
+		extra["failed"], extra["error"] = failed, lastErr
+	}
+	b.emit("scrape_seconds", n, q.P50, extra)
+	if size > 0 {
+		b.emit("scrape_bytes", n, float64(size), map[string]any{"series": series, "bytes_per_site": float64(size) / float64(n)})
+	} else {
+		b.emit("scrape_bytes", n, math.NaN(), map[string]any{"error": "no scrape succeeded: " + lastErr})
+	}
 	return nil
 }
 
@@ -475,9 +535,9 @@ func (b *bench) delivery(n int, sim *fleetsim.Sim, coll *rig.Collector) error {
 			stray++
 		}
 	}
-	_, redelivered, _, err := counters(coll)
-	if err != nil {
-		return err
+	var redelivered any = "unavailable: /metrics did not answer"
+	if c, err := counters(coll); err == nil {
+		redelivered = c.duplicate
 	}
 	b.check("delivery", n, map[string]any{"sent": len(tracked), "stored": stored, "lost": lost, "duplicated": duplicated,
 		"unacked": unacked, "duplicate_acks": dupAcks, "rows_not_sent": stray, "redelivered_by_broker": redelivered})

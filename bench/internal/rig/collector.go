@@ -111,6 +111,7 @@ func (c *Collector) Scrape() (Scrape, error) {
 	s.Start = time.Now()
 	resp, err := client.Get(c.MetricsURL)
 	if err != nil {
+		s.End = time.Now()
 		return s, err
 	}
 	defer resp.Body.Close()
