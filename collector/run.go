@@ -267,7 +267,7 @@ func collect(ctx context.Context, cfg *config.Config, getenv func(string) string
 		sub, err := ingest.Subscribe(ingest.SubscriberOptions{
 			URL: cfg.MQTT.URL, ClientID: cfg.MQTT.ClientID, Username: cfg.MQTT.Username, Password: cfg.MQTT.Password,
 			TLS: tc, ConnectTimeout: cfg.MQTT.ConnectTimeout, Topics: cfg.MQTT.Topics, Logger: log.With("component", "mqtt"),
-			Handler: in.Handle, Fatal: func(err error) { cancel(err) },
+			Handler: in.HandleAsync, Fatal: func(err error) { cancel(err) },
 		})
 		if err != nil {
 			return err

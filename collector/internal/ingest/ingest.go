@@ -2,11 +2,12 @@
 // batches, updates the metrics and tells each agent which of its measurements
 // are committed.
 //
-// Both broker paths use Handle: the embedded broker calls it from its publish
-// hook before it sends the PUBACK, the MQTT subscriber calls it before it
-// acknowledges the message to Mosquitto. Handle returns only once the message
-// is committed (or refused for good), so "acknowledged" always means "in the
-// history". Concurrent calls are grouped into one transaction each.
+// Both broker paths go through the same pipeline: the embedded broker calls
+// Handle from its publish hook before it sends the PUBACK; the MQTT subscriber
+// calls HandleAsync and acknowledges the message to Mosquitto in its done
+// callback. Either way a message is acknowledged only once it is committed (or
+// refused for good), so "acknowledged" always means "in the history".
+// Concurrent messages are grouped into one transaction each.
 package ingest
 
 import (
@@ -63,7 +64,7 @@ type result struct {
 
 type request struct {
 	item store.Item
-	done chan result
+	done func(result) // called once, by the batcher
 }
 
 type ackItem struct {
@@ -77,7 +78,9 @@ type Ingester struct {
 	reqs       chan *request
 	acks       chan ackItem
 	closeOnce  sync.Once
-	closing    chan struct{} // closed by Close: no new messages
+	enqMu      sync.RWMutex  // held for reading while queueing, for writing by Close
+	closed     bool          // guarded by enqMu: no new messages
+	closing    chan struct{} // closed by Close after closed is set: the batcher drains and stops
 	mu         sync.RWMutex  // guards acksClosed against sends on a closed acks channel
 	acksClosed bool
 	batchDone  chan struct{}
@@ -163,13 +166,38 @@ func (in *Ingester) LoadState(ctx context.Context, assumeOffline bool) error {
 // error only when the message could not be committed, and then the caller
 // must not acknowledge it to the broker, so that it is delivered again.
 func (in *Ingester) Handle(ctx context.Context, site, kind string, payload []byte) error {
+	res := make(chan error, 1)
+	in.HandleAsync(ctx, site, kind, payload, func(err error) { res <- err })
+	select {
+	case err := <-res:
+		return err
+	case <-ctx.Done():
+		// it may still be committed; a re-send is then a harmless duplicate
+		return ctx.Err()
+	}
+}
+
+// HandleAsync is Handle without the wait for the commit. It validates the
+// message, queues it for the next transaction and returns; done is called
+// exactly once with what Handle would return: from the batcher's goroutine
+// after the commit, or before HandleAsync returns when the message is refused,
+// ctx is done or the Ingester is closed. done runs on the commit path, so it
+// must not block for long.
+//
+// HandleAsync blocks while the commit queue is full: a caller that hands over
+// one message at a time (the MQTT subscriber) then stops reading from the
+// broker, and TCP pushes back, so the messages held in memory are bounded
+// whatever the broker sends.
+func (in *Ingester) HandleAsync(ctx context.Context, site, kind string, payload []byte, done func(error)) {
 	now := in.opts.Now().UTC()
 	if in.opts.Sites != nil && !in.opts.Sites.Known(site) {
 		// not acked back as rejected: the site may be added to the sites
 		// file (and the collector reloaded), and then its outbox drains
 		in.reject(site, kind, &wire.FieldError{Field: "site", Value: site, Msg: "not in the sites file", Reason: "unknown_site"})
-		return nil
+		done(nil)
+		return
 	}
+	var it store.Item
 	switch kind {
 	case wire.TopicMeasurement:
 		m, err := wire.DecodeMeasurement(payload, site, now)
@@ -181,21 +209,25 @@ func (in *Ingester) Handle(ctx context.Context, site, kind string, payload []byt
 			if m != nil && !wire.Retryable(err) && m.Site == site && wire.ValidID(m.MessageID) {
 				in.queueAck(ackItem{site: site, id: m.MessageID, rejected: firstLine(err)})
 			}
-			return nil
+			done(nil)
+			return
 		}
-		_, err = in.submit(ctx, store.Item{Measurement: m, Payload: payload, ReceivedAt: now})
-		return err
+		it = store.Item{Measurement: m, Payload: payload, ReceivedAt: now}
 	case wire.TopicStatus:
 		st, err := wire.DecodeStatus(payload, site, now)
 		if err != nil {
 			in.reject(site, kind, err)
-			return nil
+			done(nil)
+			return
 		}
-		_, err = in.submit(ctx, store.Item{Status: st, Payload: payload, ReceivedAt: now})
-		return err
+		it = store.Item{Status: st, Payload: payload, ReceivedAt: now}
 	default:
 		in.reject(site, kind, &wire.FieldError{Field: "topic", Value: kind, Msg: "agents may publish only measurement and status", Reason: "bad_topic"})
-		return nil
+		done(nil)
+		return
+	}
+	if err := in.submit(ctx, it, func(r result) { done(r.err) }); err != nil {
+		done(err)
 	}
 }
 
@@ -235,29 +267,20 @@ func kindLabel(kind string) string {
 	return "other"
 }
 
-func (in *Ingester) submit(ctx context.Context, it store.Item) (store.Outcome, error) {
-	r := &request{item: it, done: make(chan result, 1)}
-	select {
-	case in.reqs <- r:
-	case <-in.closing:
-		return 0, ErrClosed
-	case <-ctx.Done():
-		return 0, ctx.Err()
+// submit queues it for the batcher, which calls done after the commit. It
+// returns an error (and done is never called) when it could not queue it.
+func (in *Ingester) submit(ctx context.Context, it store.Item, done func(result)) error {
+	// Close waits for queueing to finish, so everything queued is committed
+	in.enqMu.RLock()
+	defer in.enqMu.RUnlock()
+	if in.closed {
+		return ErrClosed
 	}
 	select {
-	case res := <-r.done:
-		return res.outcome, res.err
-	case <-in.batchDone:
-		// closed after we queued: the batcher may have taken it or not
-		select {
-		case res := <-r.done:
-			return res.outcome, res.err
-		default:
-			return 0, ErrClosed
-		}
+	case in.reqs <- &request{item: it, done: done}:
+		return nil
 	case <-ctx.Done():
-		// it may still be committed; a re-send is then a harmless duplicate
-		return 0, ctx.Err()
+		return ctx.Err()
 	}
 }
 
@@ -314,7 +337,7 @@ func (in *Ingester) commit(batch []*request) {
 		in.log.Error("commit to history failed; messages will be re-sent", "messages", len(batch), "err", err)
 		for _, r := range batch {
 			in.opts.Health.Messages.WithLabelValues(itemKind(r.item), "store_error").Inc()
-			r.done <- result{err: fmt.Errorf("store: %w", err)}
+			r.done(result{err: fmt.Errorf("store: %w", err)})
 		}
 		return
 	}
@@ -340,7 +363,7 @@ func (in *Ingester) commit(batch []*request) {
 			}
 			in.opts.Fleet.Seen(it.Status.Site, it.ReceivedAt)
 		}
-		r.done <- result{outcome: o}
+		r.done(result{outcome: o})
 	}
 }
 
@@ -434,6 +457,9 @@ func (in *Ingester) sendAck(site string, a *wire.Ack) {
 // the acks gathered so far and returns. Close the inputs first, the store after.
 func (in *Ingester) Close() {
 	in.closeOnce.Do(func() {
+		in.enqMu.Lock() // waits for callers queueing now: the batcher still runs
+		in.closed = true
+		in.enqMu.Unlock()
 		close(in.closing)
 		<-in.batchDone // the batcher commits everything already queued
 		in.mu.Lock()

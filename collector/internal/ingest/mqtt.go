@@ -26,8 +26,10 @@ type SubscriberOptions struct {
 	// DefaultTopics. config.MQTT.Topics checks them.
 	Topics []string
 	Logger *slog.Logger
-	// Handler is Ingester.Handle.
-	Handler func(ctx context.Context, site, kind string, payload []byte) error
+	// Handler is Ingester.HandleAsync: it calls done exactly once, nil when
+	// the message is dealt with (committed or refused for good), and may
+	// block to push back (the subscriber then stops reading).
+	Handler func(ctx context.Context, site, kind string, payload []byte, done func(error))
 	// Fatal receives the error when messages cannot be committed even after
 	// retries: the collector should exit (non-zero) and leave them in its
 	// persistent session on the broker for the next start.
@@ -37,6 +39,15 @@ type SubscriberOptions struct {
 // Subscriber takes agents' messages from an external broker (Mosquitto in
 // production) through a persistent session, and acknowledges each message to
 // the broker only after Handler has committed it.
+//
+// Messages are handed to Handler one at a time, and Handler does not wait for
+// the commit: it blocks only while the commit queue is full, and then paho
+// stops reading from the connection, so what the collector holds in memory is
+// bounded by that queue. The broker's own bound cannot be relied on: Mosquitto
+// 2.0.11 (Debian 12) sent 9,000 of 10,000 queued QoS 1 messages at once to a
+// subscriber that acknowledged each after 500 ms, with max_inflight_messages
+// 1000; a goroutine per message then held 25,000 of them and 240 MB of stacks
+// (bench/README.md).
 type Subscriber struct {
 	opts       SubscriberOptions
 	client     mqtt.Client
@@ -82,7 +93,7 @@ func Subscribe(opts SubscriberOptions) (*Subscriber, error) {
 		SetConnectTimeout(opts.ConnectTimeout).
 		SetWriteTimeout(opts.ConnectTimeout).
 		SetKeepAlive(30 * time.Second).
-		SetOrderMatters(false).                // handlers run concurrently; publishing from them cannot deadlock
+		SetOrderMatters(true).                 // one message at a time; Handler does not wait for the commit, nor publish
 		SetAutoAckDisabled(true).              // we ack after the commit
 		SetDefaultPublishHandler(s.onMessage). // before Connect: queued messages arrive before Subscribe
 		SetOnConnectHandler(func(c mqtt.Client) {
@@ -136,34 +147,46 @@ func (s *Subscriber) onMessage(_ mqtt.Client, m mqtt.Message) {
 	}
 	s.wg.Add(1)
 	s.mu.RUnlock()
-	defer s.wg.Done()
 	site, kind, err := wire.ParseTopic(m.Topic())
 	if err != nil {
 		// not ours to store (the ACL should have stopped it): count and drop
-		_ = s.opts.Handler(s.ctx, "", "other", nil)
+		s.opts.Handler(s.ctx, "", "other", nil, func(error) {})
 		m.Ack()
+		s.wg.Done()
 		return
 	}
-	backoff := 100 * time.Millisecond
-	for attempt := 1; ; attempt++ {
-		err = s.opts.Handler(s.ctx, site, kind, m.Payload())
+	s.handle(site, kind, m, 1)
+}
+
+// handle hands m to Handler; done acknowledges it, or retries it (with
+// back-off, in a goroutine of its own) when it could not be committed.
+func (s *Subscriber) handle(site, kind string, m mqtt.Message, attempt int) {
+	s.opts.Handler(s.ctx, site, kind, m.Payload(), func(err error) {
 		if err == nil {
 			m.Ack()
+			s.wg.Done()
 			return
 		}
-		if s.ctx.Err() != nil || attempt == 5 {
-			break
-		}
+		go s.retry(site, kind, m, attempt, err) // rare: the store failed
+	})
+}
+
+func (s *Subscriber) retry(site, kind string, m mqtt.Message, attempt int, err error) {
+	if s.ctx.Err() == nil && attempt < 5 {
 		select {
 		case <-s.ctx.Done():
-		case <-time.After(backoff):
+		case <-time.After(100 * time.Millisecond << (attempt - 1)):
 		}
-		backoff *= 2
+		if s.ctx.Err() == nil {
+			s.handle(site, kind, m, attempt+1)
+			return
+		}
 	}
 	// not acknowledged: the broker keeps it in our session
 	if s.ctx.Err() == nil && s.opts.Fatal != nil {
 		s.opts.Fatal(fmt.Errorf("message on %s not committed after retries: %w", m.Topic(), err))
 	}
+	s.wg.Done()
 }
 
 // Publish sends an ack to an agent. It does not wait for the broker: a lost
