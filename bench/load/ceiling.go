@@ -47,7 +47,7 @@ func (b *bench) ceiling(ctx context.Context, n int, broker *rig.Broker, sim *fle
 	b.log.Info("broker ceiling", "sites", n, "subscriber", "paho", "messages", count)
 	k.expect(count)
 	m.start()
-	res, err := sim.Run(ctx, fleetsim.Phase{Name: "ceiling-paho-live", Count: count, MeasurementsOnly: true})
+	res, err := sim.Run(ctx, fleetsim.Phase{Name: "ceiling-paho-live", Count: count, Kinds: fleetsim.MeasurementsOnly})
 	if err != nil {
 		return err
 	}
@@ -59,7 +59,7 @@ func (b *bench) ceiling(ctx context.Context, n int, broker *rig.Broker, sim *fle
 
 	// paho, backlog: away (its session stays) while the simulator publishes
 	k.c.Disconnect(250)
-	if res, err = sim.Run(ctx, fleetsim.Phase{Name: "ceiling-paho-backlog", Count: count, MeasurementsOnly: true}); err != nil {
+	if res, err = sim.Run(ctx, fleetsim.Phase{Name: "ceiling-paho-backlog", Count: count, Kinds: fleetsim.MeasurementsOnly}); err != nil {
 		return err
 	}
 	k.expect(count)
@@ -104,7 +104,7 @@ func (b *bench) ceiling(ctx context.Context, n int, broker *rig.Broker, sim *fle
 	if err := cmd.Start(); err != nil {
 		return err
 	}
-	res, err = sim.Run(ctx, fleetsim.Phase{Name: "ceiling-sub-live", Count: count, MeasurementsOnly: true})
+	res, err = sim.Run(ctx, fleetsim.Phase{Name: "ceiling-sub-live", Count: count, Kinds: fleetsim.MeasurementsOnly})
 	if err != nil {
 		cmd.Process.Kill()
 		cmd.Wait()
@@ -115,7 +115,7 @@ func (b *bench) ceiling(ctx context.Context, n int, broker *rig.Broker, sim *fle
 	}
 	emit("mosquitto_sub", "live", res.Start, time.Now(), res, m.stop())
 
-	if res, err = sim.Run(ctx, fleetsim.Phase{Name: "ceiling-sub-backlog", Count: count, MeasurementsOnly: true}); err != nil {
+	if res, err = sim.Run(ctx, fleetsim.Phase{Name: "ceiling-sub-backlog", Count: count, Kinds: fleetsim.MeasurementsOnly}); err != nil {
 		return err
 	}
 	m.start()

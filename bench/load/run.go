@@ -252,26 +252,16 @@ func (b *bench) fleet(ctx context.Context, n int) error {
 	}()
 	m := &meter{coll: coll, broker: broker}
 
-	// every site reports once: its status (online) and a first message
-	m.start()
-	if _, err := sim.Run(ctx, fleetsim.Phase{Name: "warmup", Count: 2 * n, Track: true}); err != nil {
-		return err
+	// 3. ingest: every site's first report of each probe, then live, then
+	// a backlog queued by the broker while the collector is stopped. No
+	// scrape until they are done: at 20,000 sites one costs seconds of CPU
+	// and hundreds of MB, which would blur their CPU and peak memory.
+	for _, mode := range []string{"warmup", "live", "backlog"} {
+		if err := b.ingest(ctx, n, sim, m, mode, coll); err != nil {
+			return err
+		}
 	}
-	if r := sim.WaitAcks(ctx, "warmup", 3*time.Minute); r.Unacked > 0 {
-		return fmt.Errorf("warm-up: %d of %d measurements not acknowledged\n%s", r.Unacked, r.Tracked, coll.Tail(3000))
-	}
-	warmCPU := m.stop()
-	m.snap()
-
-	// 3. ingest, live: the simulator publishes as fast as the broker takes
-	// messages while the collector commits and acknowledges them
-	if err := b.ingest(ctx, n, sim, m, "live", nil); err != nil {
-		return err
-	}
-	// 4. ingest, backlog: the broker queues while the collector is stopped
-	if err := b.ingest(ctx, n, sim, m, "backlog", coll); err != nil {
-		return err
-	}
+	ingestHWM := m.phases["backlog"].hwm
 	// 5. end-to-end delay at the fleet's own rate
 	if err := b.e2e(ctx, n, sim, coll, m); err != nil {
 		return err
@@ -286,9 +276,10 @@ func (b *bench) fleet(ctx context.Context, n int) error {
 		return err
 	}
 	b.emit("collector_peak_rss_bytes", n, float64(u.HWMBytes), map[string]any{"rss_bytes": u.RSSBytes,
-		"hwm_after_warmup_bytes": warmCPU.hwm, "hwm_after_live_bytes": m.phases["live"].hwm, "hwm_after_backlog_bytes": m.phases["backlog"].hwm,
-		"hwm_after_e2e_bytes": m.phases["e2e"].hwm, "note": "VmHWM at the end of the run; hwm_after_* is VmHWM when each phase ended"})
-	b.emit("collector_cpu_seconds", n, u.CPUSeconds, map[string]any{"warmup_cpu_seconds": warmCPU.coll,
+		"ingest_peak_rss_bytes": ingestHWM, "hwm_after_warmup_bytes": m.phases["warmup"].hwm, "hwm_after_live_bytes": m.phases["live"].hwm,
+		"hwm_after_e2e_bytes": m.phases["e2e"].hwm,
+		"note":                "VmHWM at the end of the run (scrapes included); ingest_peak_rss_bytes is VmHWM after warm-up, live and backlog, before any scrape"})
+	b.emit("collector_cpu_seconds", n, u.CPUSeconds, map[string]any{"warmup_cpu_seconds": m.phases["warmup"].coll,
 		"live_cpu_seconds": m.phases["live"].coll, "backlog_cpu_seconds": m.phases["backlog"].coll, "e2e_cpu_seconds": m.phases["e2e"].coll,
 		"note": "whole run: warm-up, live, backlog, end-to-end, scrapes"})
 	return b.delivery(n, sim, coll)
@@ -301,26 +292,6 @@ type meter struct {
 	broker *rig.Broker
 	t0     cpu
 	phases map[string]cpu
-	// last is the collector's counters after the previous phase (nil if
-	// /metrics did not answer)
-	last *counts
-}
-
-// snap reads the collector's counters, keeps them as last and returns the
-// change since the previous snap (nil when either is missing).
-func (m *meter) snap() *counts {
-	c, err := counters(m.coll)
-	prev := m.last
-	if err != nil {
-		m.last = nil
-		return nil
-	}
-	m.last = &c
-	if prev == nil {
-		return nil
-	}
-	d := c.minus(*prev)
-	return &d
 }
 
 // cpu is CPU seconds used, and the collector's peak RSS (VmHWM) so far.
@@ -363,11 +334,6 @@ type counts struct {
 	batched           float64 // messages in those transactions
 }
 
-func (c counts) minus(o counts) counts {
-	return counts{c.stored - o.stored, c.duplicate - o.duplicate, c.statuses - o.statuses, c.commits - o.commits,
-		c.commitSeconds - o.commitSeconds, c.batched - o.batched}
-}
-
 // counters reads the collector's counters from /metrics.
 func counters(coll *rig.Collector) (counts, error) {
 	s, err := coll.Scrape()
@@ -388,28 +354,34 @@ func counters(coll *rig.Collector) (counts, error) {
 	}, nil
 }
 
-// ingest runs the live or the backlog phase and emits its rate. With pause,
-// the collector is stopped (SIGSTOP) while the simulator publishes and
-// continued (SIGCONT) after: the rate is then the backlog's drain.
-func (b *bench) ingest(ctx context.Context, n int, sim *fleetsim.Sim, m *meter, mode string, pause *rig.Collector) error {
-	count := b.liveCount
-	if pause != nil {
-		count = b.backlogCount
+// ingest runs one ingest phase and emits its rate: "warmup" (every site's
+// first report of each probe), "live" (the simulator publishing as fast as
+// the broker takes messages) or "backlog" (the collector stopped with SIGSTOP
+// while the simulator publishes, then continued: the rate is the drain).
+func (b *bench) ingest(ctx context.Context, n int, sim *fleetsim.Sim, m *meter, mode string, coll *rig.Collector) error {
+	ph := fleetsim.Phase{Name: mode, Count: b.liveCount, Track: true,
+		// the collector's keep-alive is 30 s: paused for more than 45 s, the
+		// broker would drop its connection (the session stays)
+		Duration: 30 * time.Second}
+	switch mode {
+	case "warmup":
+		ph.Count, ph.Kinds, ph.Duration = len(fleetsim.Mix)*n, fleetsim.EveryKind, 0
+	case "backlog":
+		ph.Count = b.backlogCount
 	}
-	b.log.Info("ingest", "sites", n, "mode", mode, "messages", count)
+	pause := mode == "backlog"
+	b.log.Info("ingest", "sites", n, "mode", mode, "messages", ph.Count)
 	m.start()
-	if pause != nil {
-		if err := pause.Signal(syscall.SIGSTOP); err != nil {
+	if pause {
+		if err := coll.Signal(syscall.SIGSTOP); err != nil {
 			return err
 		}
 	}
-	// the collector's keep-alive is 30 s: paused for more than 45 s, the
-	// broker would drop its connection (the session stays)
-	res, runErr := sim.Run(ctx, fleetsim.Phase{Name: mode, Count: count, Duration: 30 * time.Second, Track: true})
+	res, runErr := sim.Run(ctx, ph)
 	from := res.Start
-	if pause != nil {
+	if pause {
 		from = time.Now()
-		if err := pause.Signal(syscall.SIGCONT); err != nil {
+		if err := coll.Signal(syscall.SIGCONT); err != nil {
 			return err
 		}
 	}
@@ -419,27 +391,20 @@ func (b *bench) ingest(ctx context.Context, n int, sim *fleetsim.Sim, m *meter, 
 	r := sim.WaitAcks(ctx, mode, 4*time.Minute)
 	c := m.stop()
 	m.record(mode, c)
-	d := m.snap()
 	secs := r.LastAck.Sub(from).Seconds()
 	extra := map[string]any{"mode": mode, "messages": r.Acked + r.Statuses, "measurements_acked": r.Acked, "statuses": r.Statuses,
 		"seconds": secs, "measurements_per_second": float64(r.Acked) / secs,
 		"unacked": r.Unacked, "rejected": r.Rejected, "publish_messages_per_second": res.PublishRate(),
 		"ack_delay_p50_seconds": r.AckDelay.P50, "ack_delay_p99_seconds": r.AckDelay.P99,
 		"collector_cpu_seconds": c.coll, "broker_cpu_seconds": c.broker, "loadgen_cpu_seconds": c.self,
-		"collector_hwm_bytes": c.hwm}
-	if d != nil {
-		extra["statuses_committed"], extra["commits"] = d.statuses, d.commits
-		extra["mean_batch_messages"], extra["mean_commit_seconds"] = d.batched/d.commits, d.commitSeconds/d.commits
-		if int(d.statuses) < r.Statuses {
-			extra["incomplete"] = "not every status committed when the last measurement was acknowledged"
-		}
-	} else {
-		extra["counters"] = "unavailable: /metrics did not answer"
-	}
-	if pause != nil {
+		"collector_cpu_ms_per_message": 1000 * c.coll / float64(r.Acked+r.Statuses), "collector_hwm_bytes": c.hwm}
+	switch mode {
+	case "warmup":
+		extra["note"] = "every site's first report of each probe (status, line, dns, services, local): messages / (last ack - first publish)"
+	case "backlog":
 		extra["paused_seconds"] = from.Sub(res.Start).Seconds()
 		extra["note"] = "drain after SIGCONT: messages / (last ack - SIGCONT)"
-	} else {
+	default:
 		extra["note"] = "messages / (last ack - first publish), simulator publishing as fast as the broker takes"
 	}
 	b.emit("ingest_messages_per_second", n, float64(r.Acked+r.Statuses)/secs, extra)
@@ -535,12 +500,19 @@ func (b *bench) delivery(n int, sim *fleetsim.Sim, coll *rig.Collector) error {
 			stray++
 		}
 	}
-	var redelivered any = "unavailable: /metrics did not answer"
-	if c, err := counters(coll); err == nil {
-		redelivered = c.duplicate
+	statuses := 0
+	for _, p := range []string{"warmup", "live", "backlog", "e2e"} {
+		statuses += sim.Result(p).Statuses
 	}
-	b.check("delivery", n, map[string]any{"sent": len(tracked), "stored": stored, "lost": lost, "duplicated": duplicated,
-		"unacked": unacked, "duplicate_acks": dupAcks, "rows_not_sent": stray, "redelivered_by_broker": redelivered})
+	extra := map[string]any{"sent": len(tracked), "stored": stored, "lost": lost, "duplicated": duplicated,
+		"unacked": unacked, "duplicate_acks": dupAcks, "rows_not_sent": stray, "statuses_sent": statuses}
+	if c, err := counters(coll); err == nil {
+		extra["redelivered_by_broker"], extra["statuses_committed"] = c.duplicate, c.statuses
+		extra["commits"], extra["mean_batch_messages"], extra["mean_commit_seconds"] = c.commits, c.batched/c.commits, c.commitSeconds/c.commits
+	} else {
+		extra["counters"] = "unavailable: " + err.Error()
+	}
+	b.check("delivery", n, extra)
 	if lost+duplicated+unacked+stray > 0 {
 		return fmt.Errorf("delivery: %d lost, %d duplicated, %d unacknowledged, %d rows not sent", lost, duplicated, unacked, stray)
 	}

@@ -59,6 +59,7 @@ type site struct {
 	connectedAt time.Time
 	started     time.Time
 	statuses    int
+	cycle       int     // messages made in EveryKind phases
 	down, up    float64 // bit/s
 }
 
@@ -116,16 +117,36 @@ func (g *generator) kind() string {
 	return Mix[len(Mix)-1].Kind
 }
 
-// make returns the next message, measured (or sent) at now; with
-// noStatus, never a status.
-func (g *generator) make(now time.Time, noStatus bool) *message {
+// Kinds says which kinds of message a phase publishes.
+type Kinds int
+
+const (
+	// Mixed: each site's first message is its status, then kinds drawn in
+	// the proportions of Mix.
+	Mixed Kinds = iota
+	// MeasurementsOnly: kinds drawn from Mix, but never a status (statuses
+	// are retained: a subscriber that comes later would get them again).
+	MeasurementsOnly
+	// EveryKind: each site publishes the kinds of Mix in turn, its status
+	// first, so len(Mix) x sites messages make every site report every probe.
+	EveryKind
+)
+
+// make returns the next message, measured (or sent) at now.
+func (g *generator) make(now time.Time, kinds Kinds) *message {
 	i := g.next
 	g.next = (g.next + 1) % len(g.sites)
 	s := &g.sites[i]
-	kind := wire.TopicStatus
-	if s.statuses > 0 || noStatus {
+	var kind string
+	switch {
+	case kinds == EveryKind:
+		kind = Mix[s.cycle%len(Mix)].Kind
+		s.cycle++
+	case kinds == Mixed && s.statuses == 0:
+		kind = wire.TopicStatus
+	default:
 		kind = g.kind()
-		for noStatus && kind == wire.TopicStatus {
+		for kinds == MeasurementsOnly && kind == wire.TopicStatus {
 			kind = g.kind()
 		}
 	}

@@ -19,7 +19,7 @@ func TestMessagesValidate(t *testing.T) {
 	subSecond := 0
 	const n = 6000
 	for i := range n {
-		m := g.make(now.Add(time.Duration(i)*time.Millisecond), false)
+		m := g.make(now.Add(time.Duration(i)*time.Millisecond), Mixed)
 		site, kind, err := wire.ParseTopic(m.topic)
 		if err != nil {
 			t.Fatal(err)
@@ -74,7 +74,7 @@ func TestMessagesValidate(t *testing.T) {
 func TestFirstMessageIsStatus(t *testing.T) {
 	g := newGenerator("hub", 3, 1, time.Now())
 	for i := range 3 {
-		m := g.make(time.Now(), false)
+		m := g.make(time.Now(), Mixed)
 		var st wire.Status
 		if err := json.Unmarshal(m.payload, &st); err != nil || m.id != "" || st.Site != g.sites[i].name {
 			t.Fatalf("message %d of a new fleet: %s, want site %s's status", i, m.payload, g.sites[i].name)
@@ -92,11 +92,40 @@ func TestNominalRate(t *testing.T) {
 func TestMeasurementsOnly(t *testing.T) {
 	g := newGenerator("hub", 10, 1, time.Now())
 	for range 1000 {
-		if m := g.make(time.Now(), true); m.id == "" {
+		if m := g.make(time.Now(), MeasurementsOnly); m.id == "" {
 			t.Fatalf("a status with noStatus: %s", m.payload)
 		}
 	}
-	if m := g.make(time.Now(), false); m.id != "" {
+	if m := g.make(time.Now(), Mixed); m.id != "" {
 		t.Fatalf("first message after measurements only: %s, want the site's status", m.payload)
+	}
+}
+
+func TestEveryKind(t *testing.T) {
+	const sites = 7
+	g := newGenerator("hub", sites, 1, time.Now())
+	g.make(time.Now(), MeasurementsOnly) // whatever came before
+	seen := map[string]map[string]bool{}
+	for range len(Mix) * sites {
+		m := g.make(time.Now(), EveryKind)
+		site, kind, _ := wire.ParseTopic(m.topic)
+		if kind == wire.TopicMeasurement {
+			kind = m.probe
+		}
+		if seen[site] == nil {
+			seen[site] = map[string]bool{}
+			if kind != wire.TopicStatus {
+				t.Errorf("site %s: first message %s, want its status", site, kind)
+			}
+		}
+		seen[site][kind] = true
+	}
+	for site, kinds := range seen {
+		if len(kinds) != len(Mix) {
+			t.Errorf("site %s published %v, want every kind once", site, kinds)
+		}
+	}
+	if len(seen) != sites {
+		t.Errorf("%d sites published, want %d", len(seen), sites)
 	}
 }

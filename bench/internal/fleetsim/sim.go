@@ -256,9 +256,8 @@ type Phase struct {
 	Rate float64
 	// Track makes the phase's measurements expected on the ack topics.
 	Track bool
-	// MeasurementsOnly publishes no statuses (they are retained: a
-	// subscriber that comes later would get them again).
-	MeasurementsOnly bool
+	// Kinds says which kinds of message to publish (default Mixed).
+	Kinds Kinds
 	// OnSent, if set, is called (concurrently) for every measurement just
 	// before it is published.
 	OnSent func(site, probe string, measuredAt time.Time)
@@ -342,7 +341,7 @@ func (s *Sim) Run(ctx context.Context, ph Phase) (Result, error) {
 		now := time.Now()
 		pre = make([]*message, ph.Count)
 		for i := range pre {
-			pre[i] = s.gen.make(now, ph.MeasurementsOnly)
+			pre[i] = s.gen.make(now, ph.Kinds)
 		}
 		s.genMu.Unlock()
 	}
@@ -435,7 +434,7 @@ func (s *Sim) Run(ctx context.Context, ph Phase) (Result, error) {
 			s.genMu.Lock()
 			batch := make([]*message, 0, max(due-n, 0))
 			for ; n < due; n++ {
-				batch = append(batch, s.gen.make(time.Now(), ph.MeasurementsOnly))
+				batch = append(batch, s.gen.make(time.Now(), ph.Kinds))
 			}
 			s.genMu.Unlock()
 			for _, m := range batch {
