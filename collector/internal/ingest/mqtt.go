@@ -28,7 +28,7 @@ type SubscriberOptions struct {
 	Logger *slog.Logger
 	// Handler is Ingester.HandleAsync: it calls done exactly once, nil when
 	// the message is dealt with (committed or refused for good), and may
-	// block to push back (the subscriber then stops reading).
+	// block while the commit queue is full.
 	Handler func(ctx context.Context, site, kind string, payload []byte, done func(error))
 	// Fatal receives the error when messages cannot be committed even after
 	// retries: the collector should exit (non-zero) and leave them in its
@@ -40,14 +40,19 @@ type SubscriberOptions struct {
 // production) through a persistent session, and acknowledges each message to
 // the broker only after Handler has committed it.
 //
-// Messages are handed to Handler one at a time, and Handler does not wait for
-// the commit: it blocks only while the commit queue is full, and then paho
-// stops reading from the connection, so what the collector holds in memory is
-// bounded by that queue. The broker's own bound cannot be relied on: Mosquitto
-// 2.0.11 (Debian 12) sent 9,000 of 10,000 queued QoS 1 messages at once to a
-// subscriber that acknowledged each after 500 ms, with max_inflight_messages
-// 1000; a goroutine per message then held 25,000 of them and 240 MB of stacks
-// (bench/README.md).
+// Messages are handed to Handler one at a time, from a queue of their own,
+// and Handler does not wait for the commit (the batcher acknowledges each
+// message when it is committed), so a message waiting for its commit costs
+// its bytes, not a goroutine. Paho's own reader never waits for Handler: the
+// broker's PUBACKs for the acks the collector publishes on the same
+// connection must not queue behind unread messages. (With a goroutine per
+// message, a backlog held 25,000 goroutines and 240 MB of stacks; with a
+// reader that waited, acks stopped at 65,535 in flight: bench/README.md.)
+// The broker's max_inflight_messages is meant to bound the queue, but
+// Mosquitto 2.0.11 (Debian 12) sent 9,000 of 10,000 queued QoS 1 messages at
+// once to a subscriber acknowledging each after 500 ms, with
+// max_inflight_messages 1000: the queue is bounded by the broker's
+// max_queued_messages then.
 type Subscriber struct {
 	opts       SubscriberOptions
 	client     mqtt.Client
@@ -56,7 +61,11 @@ type Subscriber struct {
 	subscribed atomic.Bool
 	mu         sync.RWMutex // guards closing against wg.Add after Close started waiting
 	closing    bool
-	wg         sync.WaitGroup
+	wg         sync.WaitGroup // messages taken and not yet acknowledged (or given up)
+
+	qmu   sync.Mutex
+	queue []mqtt.Message // taken from paho, not yet handed to Handler
+	wake  chan struct{}  // a message was queued
 }
 
 // DefaultTopics are every site's measurement and status topics.
@@ -78,8 +87,9 @@ func Subscribe(opts SubscriberOptions) (*Subscriber, error) {
 	for _, t := range opts.Topics {
 		subscriptions[t] = 1
 	}
-	s := &Subscriber{opts: opts}
+	s := &Subscriber{opts: opts, wake: make(chan struct{}, 1)}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
+	go s.feed()
 	log := opts.Logger
 	co := mqtt.NewClientOptions().
 		AddBroker(opts.URL).
@@ -93,7 +103,7 @@ func Subscribe(opts SubscriberOptions) (*Subscriber, error) {
 		SetConnectTimeout(opts.ConnectTimeout).
 		SetWriteTimeout(opts.ConnectTimeout).
 		SetKeepAlive(30 * time.Second).
-		SetOrderMatters(true).                 // one message at a time; Handler does not wait for the commit, nor publish
+		SetOrderMatters(true).                 // onMessage only queues the message: no goroutine per message
 		SetAutoAckDisabled(true).              // we ack after the commit
 		SetDefaultPublishHandler(s.onMessage). // before Connect: queued messages arrive before Subscribe
 		SetOnConnectHandler(func(c mqtt.Client) {
@@ -130,15 +140,19 @@ func Subscribe(opts SubscriberOptions) (*Subscriber, error) {
 	t := s.client.Connect()
 	if !t.WaitTimeout(opts.ConnectTimeout + time.Second) {
 		s.client.Disconnect(0)
+		s.cancel()
 		return nil, fmt.Errorf("connect to %s: no answer within %s", opts.URL, opts.ConnectTimeout)
 	}
 	if err := t.Error(); err != nil {
 		s.client.Disconnect(0)
+		s.cancel()
 		return nil, fmt.Errorf("connect to %s: %w", opts.URL, err)
 	}
 	return s, nil
 }
 
+// onMessage runs on paho's router goroutine: it queues the message for feed
+// and returns at once, so that paho keeps reading the connection.
 func (s *Subscriber) onMessage(_ mqtt.Client, m mqtt.Message) {
 	s.mu.RLock()
 	if s.closing {
@@ -147,15 +161,41 @@ func (s *Subscriber) onMessage(_ mqtt.Client, m mqtt.Message) {
 	}
 	s.wg.Add(1)
 	s.mu.RUnlock()
-	site, kind, err := wire.ParseTopic(m.Topic())
-	if err != nil {
-		// not ours to store (the ACL should have stopped it): count and drop
-		s.opts.Handler(s.ctx, "", "other", nil, func(error) {})
-		m.Ack()
-		s.wg.Done()
-		return
+	s.qmu.Lock()
+	s.queue = append(s.queue, m)
+	s.qmu.Unlock()
+	select {
+	case s.wake <- struct{}{}:
+	default:
 	}
-	s.handle(site, kind, m, 1)
+}
+
+// feed hands the queued messages to Handler, in order, one at a time, until
+// Close (which waits for every queued message first).
+func (s *Subscriber) feed() {
+	for {
+		s.qmu.Lock()
+		batch := s.queue
+		s.queue = nil
+		s.qmu.Unlock()
+		for i, m := range batch {
+			batch[i] = nil // let it go once handled
+			site, kind, err := wire.ParseTopic(m.Topic())
+			if err != nil {
+				// not ours to store (the ACL should have stopped it): count and drop
+				s.opts.Handler(s.ctx, "", "other", nil, func(error) {})
+				m.Ack()
+				s.wg.Done()
+				continue
+			}
+			s.handle(site, kind, m, 1)
+		}
+		select {
+		case <-s.wake:
+		case <-s.ctx.Done():
+			return
+		}
+	}
 }
 
 // handle hands m to Handler; done acknowledges it, or retries it (with
@@ -190,21 +230,29 @@ func (s *Subscriber) retry(site, kind string, m mqtt.Message, attempt int, err e
 }
 
 // Publish sends an ack to an agent. It does not wait for the broker: a lost
-// ack only makes the agent re-send.
+// ack only makes the agent re-send. It reports what paho refuses at once
+// (no free packet id, say), so that the acks metric counts it.
 func (s *Subscriber) Publish(topic string, payload []byte) error {
 	if !s.client.IsConnectionOpen() {
 		return fmt.Errorf("publish %s: not connected", topic)
 	}
-	s.client.Publish(topic, 1, false, payload)
+	t := s.client.Publish(topic, 1, false, payload)
+	select {
+	case <-t.Done():
+		if err := t.Error(); err != nil {
+			return fmt.Errorf("publish %s: %w", topic, err)
+		}
+	default:
+	}
 	return nil
 }
 
 // Connected reports whether the broker connection is up and subscribed.
 func (s *Subscriber) Connected() bool { return s.client.IsConnectionOpen() && s.subscribed.Load() }
 
-// Close stops taking messages: handlers still running finish (their
-// messages are committed and acknowledged); messages arriving now are left
-// unacknowledged, for the next session. The subscriptions stay in the
+// Close stops taking messages: those taken are handed over, committed and
+// acknowledged first; messages arriving now are left unacknowledged, for the
+// next session. The subscriptions stay in the
 // broker's persistent session, so it keeps queueing while we are away.
 func (s *Subscriber) Close() {
 	s.mu.Lock()

@@ -104,10 +104,10 @@ func subscribe(t *testing.T, url string, handler func(ctx context.Context, site,
 	return s
 }
 
-// The subscriber hands over one message at a time and takes no more while
-// the handler blocks (a full commit queue), whatever the broker would send;
-// each message is acknowledged to the broker when its done is called, even
-// out of order and from another goroutine.
+// The subscriber hands over one message at a time and no more while the
+// handler blocks (a full commit queue); each message is acknowledged to the
+// broker when its done is called, even out of order and from another
+// goroutine.
 func TestSubscriberOneAtATime(t *testing.T) {
 	url := startMosquitto(t)
 	const total, held = 2000, 50
@@ -143,7 +143,7 @@ func TestSubscriberOneAtATime(t *testing.T) {
 	publishN(t, url, total)
 
 	waitUntil(t, "the handler to block", func() bool { mu.Lock(); defer mu.Unlock(); return calls == blockedHandler })
-	time.Sleep(300 * time.Millisecond) // the broker has more; the subscriber must not take it
+	time.Sleep(300 * time.Millisecond) // the broker has more; the handler must not get it
 	mu.Lock()
 	if calls != blockedHandler || maxActive != 1 {
 		t.Errorf("while the handler blocked: %d messages taken, %d handlers at once; want %d and 1", calls, maxActive, blockedHandler)
@@ -215,5 +215,32 @@ func TestSubscriberRetriesThenFatal(t *testing.T) {
 	case <-got:
 	case <-time.After(5 * time.Second):
 		t.Fatal("the message that failed was not delivered again: it was acknowledged")
+	}
+}
+
+// While the handler blocks with a backlog behind it, what the collector
+// publishes on the same connection (acks to agents) still completes: paho
+// keeps reading, so the broker's PUBACKs do not queue behind unread
+// messages. (A reader that waited for the handler starved them: at 65,535
+// acks in flight paho had no packet id left and acks were lost.)
+func TestSubscriberAcksFlowWhileHandlerBlocks(t *testing.T) {
+	url := startMosquitto(t)
+	unblock := make(chan struct{})
+	var once sync.Once
+	s := subscribe(t, url, func(_ context.Context, _, _ string, _ []byte, done func(error)) {
+		once.Do(func() { <-unblock })
+		done(nil)
+	}, nil)
+	defer s.Close()
+	defer close(unblock)
+	publishN(t, url, 3000)
+	var toks []mqtt.Token
+	for i := range 200 {
+		toks = append(toks, s.client.Publish(fmt.Sprintf("hubmon/v1/site-%d/ack", i), 1, false, []byte(`{"version":1}`)))
+	}
+	for i, tok := range toks {
+		if !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+			t.Fatalf("ack %d: no PUBACK from the broker within 5 s while the handler blocked (%v)", i, tok.Error())
+		}
 	}
 }
