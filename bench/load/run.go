@@ -56,7 +56,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	scrapes := fs.Int("scrapes", 5, "scrapes of /metrics to time")
 	agent := fs.Bool("agent", true, "measure the agent's footprint (idle and during a speed test)")
 	keep := fs.Bool("keep", false, "keep the working directory (logs, databases)")
-	timeout := fs.Duration("timeout", 20*time.Minute, "bound on the whole run")
+	timeout := fs.Duration("timeout", 45*time.Minute, "bound on the whole run")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -388,7 +388,9 @@ func (b *bench) ingest(ctx context.Context, n int, sim *fleetsim.Sim, m *meter, 
 	if runErr != nil {
 		return runErr
 	}
-	r := sim.WaitAcks(ctx, mode, 4*time.Minute)
+	// at 20,000 sites the warm-up takes minutes: every probe the collector
+	// meets for the first time costs a scan of every probe it knows
+	r := sim.WaitAcks(ctx, mode, 15*time.Minute)
 	c := m.stop()
 	m.record(mode, c)
 	secs := r.LastAck.Sub(from).Seconds()
