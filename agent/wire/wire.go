@@ -1,6 +1,7 @@
 // Package wire is the MQTT message schema shared by hubmon-agent and
 // hubmon-collector. It is the only agent package the collector imports, and it
-// uses the standard library only.
+// uses the standard library only. It also holds the other format the two
+// share: the enrolment bundle that carries a site's credentials (enrol.go).
 //
 // Version history (the version is in every payload and in every topic):
 //
