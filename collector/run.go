@@ -47,12 +47,15 @@ Usage:
   hubmon-collector run -config collector.yaml [-check-config] [-log-level info]
   hubmon-collector report -config collector.yaml [-since 30d] [-format csv|json|html]
   hubmon-collector passwd -file PASSWORD_FILE SITE    (reads the password from stdin)
+  hubmon-collector enrol SITE -broker-url mqtts://HOST:8883 [-ca CA.pem] [-config collector.yaml] [-rotate] [-reload-pid PID]
   hubmon-collector version
 
 run: SIGHUP reloads the sites file and the embedded broker's password file;
 a file that does not load is logged and the previous one stays in use.
 report: the gap report (one row per hub) from the history, read-only, to
 stdout; the same is served at /report.csv, /report.json and /report.html.
+enrol: a site's credentials, added to the broker's password file, and an
+enrolment bundle for the hub (hubmon-collector enrol -h).
 `
 
 func run(ctx context.Context, args []string, getenv func(string) string, stdin io.Reader, stdout, stderr io.Writer) int {
@@ -67,6 +70,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 		return cmdReport(ctx, args[1:], getenv, stdout, stderr)
 	case "passwd":
 		return cmdPasswd(args[1:], stdin, stdout, stderr)
+	case "enrol", "enroll":
+		return cmdEnrol(args[1:], getenv, stdout, stderr)
 	case "version", "-version", "--version":
 		fmt.Fprintf(stdout, "hubmon-collector %s (revision %s, %s, %s/%s)\n", version, revision, runtime.Version(), runtime.GOOS, runtime.GOARCH)
 		return 0
