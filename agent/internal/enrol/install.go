@@ -1,0 +1,312 @@
+// Package enrol installs an enrolment bundle (wire.Bundle) on a hub: it
+// writes the site, broker and credentials into the agent's config, keeping
+// every other setting (probes above all) of a config that is there already,
+// and the council CA into a file next to it. It also finds bundles dropped
+// on the SD card's boot partition (boot.go) and, for a short code, takes the
+// CA certificate from the broker's TLS handshake (ca.go).
+package enrol
+
+import (
+	"bytes"
+	"context"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/hubmon/hubmon/agent/internal/config"
+	"github.com/hubmon/hubmon/agent/wire"
+)
+
+// CAFileName is the file, in the config's directory, that Install writes
+// the bundle's CA certificates to.
+const CAFileName = "hubmon-ca.pem"
+
+// DefaultDataDir is the data_dir of a config Install creates.
+const DefaultDataDir = "/var/lib/hubmon-agent"
+
+// Options configure Install.
+type Options struct {
+	// ConfigPath is the agent's config file: updated if it exists, created
+	// if not. Required.
+	ConfigPath string
+	// DataDir is the data_dir of a config Install creates. Default
+	// DefaultDataDir.
+	DataDir string
+	// Getenv looks up the ${NAME} variables of an existing config when
+	// Install validates the result; a variable that is not set passes (the
+	// service's environment may hold it). Default: none set.
+	Getenv func(string) string
+	// FetchTimeout bounds taking the CA certificate from the broker, for a
+	// bundle from a short code. Default 15s.
+	FetchTimeout time.Duration
+}
+
+// Result says what Install did.
+type Result struct {
+	Site       string
+	BrokerURL  string
+	ConfigPath string
+	// Created is true when there was no config before.
+	Created bool
+	// PreviousSite is the site of the config before, if it was another.
+	PreviousSite string
+	// Probes is the number of probes in the config.
+	Probes int
+	// CAPath is the CA file written, "" when the bundle has no CA.
+	CAPath string
+	// CA is the first certificate of CAPath.
+	CA *x509.Certificate
+	// CAFromBroker is true when the CA came from the broker (a short code).
+	CAFromBroker bool
+}
+
+// freshConfig is the config Install starts from when there is none.
+const freshConfig = `# hubmon-agent configuration, written by "hubmon-agent enrol".
+# Every setting is explained in the hubmon source,
+# agent/internal/config/testdata/valid-full.yml. "hubmon-agent enrol" keeps
+# everything here but site and broker when it is run again.
+site: ""
+data_dir: ""
+broker:
+  url: ""
+probes:
+  # a speed test against the nearest public server, every 6 hours (add
+  # opening_hours above to test 4 times a day inside them instead)
+  - name: internet
+    kind: speedtest
+  # DNS resolution time and failures
+  - name: dns
+    kind: dns
+  # GOV.UK, NHS and Universal Credit: can the hub's users reach them?
+  - name: services
+    kind: http
+`
+
+// Install writes b into the agent's config at opts.ConfigPath (see the
+// package documentation). For a bundle from a short code it first takes the
+// CA certificate from the broker, which must therefore be reachable. The
+// config is validated before it replaces the old one, and replaced
+// atomically with the old one's mode (less any access for others: it now
+// holds a password) and owner; a new one is 0640 with its directory's group.
+func Install(ctx context.Context, b *wire.Bundle, opts Options) (*Result, error) {
+	if opts.ConfigPath == "" {
+		return nil, errors.New("install enrolment: no config path")
+	}
+	if opts.DataDir == "" {
+		opts.DataDir = DefaultDataDir
+	}
+	if opts.FetchTimeout <= 0 {
+		opts.FetchTimeout = 15 * time.Second
+	}
+	if err := b.Validate(); err != nil {
+		return nil, fmt.Errorf("the enrolment is not valid: %w", err)
+	}
+	res := &Result{Site: b.Site, BrokerURL: b.BrokerURL, ConfigPath: opts.ConfigPath}
+	dir := filepath.Dir(opts.ConfigPath)
+	absDir, err := filepath.Abs(dir)
+	if err != nil {
+		return nil, err
+	}
+
+	caPEM := []byte(b.CAPEM)
+	if len(caPEM) == 0 && b.CASHA256 != "" {
+		fctx, cancel := context.WithTimeout(ctx, opts.FetchTimeout)
+		caPEM, err = FetchCA(fctx, b.BrokerURL, b.CASHA256)
+		cancel()
+		if err != nil {
+			return nil, err
+		}
+		res.CAFromBroker = true
+	}
+
+	old, err := os.ReadFile(opts.ConfigPath)
+	var st fs.FileInfo
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		res.Created = true
+		old = []byte(freshConfig)
+	case err != nil:
+		return nil, fmt.Errorf("read the agent's config: %w", err)
+	default:
+		if st, err = os.Stat(opts.ConfigPath); err != nil {
+			return nil, err
+		}
+	}
+	var doc yaml.Node
+	if err := yaml.Unmarshal(old, &doc); err != nil {
+		return nil, fmt.Errorf("the agent's config %s is not valid YAML (%v): fix it, or move it away and enrol again", opts.ConfigPath,
+			strings.TrimPrefix(err.Error(), "yaml: "))
+	}
+	if doc.Kind == 0 { // an empty file
+		doc = yaml.Node{Kind: yaml.DocumentNode, Content: []*yaml.Node{{Kind: yaml.MappingNode}}}
+	}
+	root := doc.Content[0]
+	if root.Kind != yaml.MappingNode {
+		return nil, fmt.Errorf("the agent's config %s is not a mapping of settings: fix it, or move it away and enrol again", opts.ConfigPath)
+	}
+	if prev := scalar(root, "site"); prev != "" && prev != b.Site {
+		res.PreviousSite = prev
+	}
+	set(root, "site", b.Site)
+	if res.Created {
+		set(root, "data_dir", opts.DataDir)
+	}
+	brk, err := mapping(root, "broker")
+	if err != nil {
+		return nil, fmt.Errorf("the agent's config %s: %w", opts.ConfigPath, err)
+	}
+	set(brk, "url", b.BrokerURL)
+	set(brk, "username", b.Username)
+	// the config expands ${VAR} and $$ in values: a literal $ is doubled
+	setQuoted(brk, "password", strings.ReplaceAll(b.Password, "$", "$$"))
+	caPath := filepath.Join(absDir, CAFileName)
+	if len(caPEM) > 0 {
+		set(brk, "ca_file", caPath)
+	} else {
+		remove(brk, "ca_file")
+	}
+
+	var out bytes.Buffer
+	enc := yaml.NewEncoder(&out)
+	enc.SetIndent(2)
+	if err := enc.Encode(&doc); err != nil {
+		return nil, fmt.Errorf("write the agent's config: %w", err)
+	}
+	enc.Close()
+
+	// the CA first: the config is validated with its ca_file in place
+	var restoreCA func()
+	if len(caPEM) > 0 {
+		certs, err := wire.CACertificates(string(caPEM))
+		if err != nil {
+			return nil, fmt.Errorf("the CA certificate: %w", err)
+		}
+		res.CAPath, res.CA = caPath, certs[0]
+		prevCA, prevErr := os.ReadFile(caPath)
+		if err := writeAtomic(caPath, caPEM, 0o644, nil); err != nil {
+			return nil, fmt.Errorf("write the CA certificate: %w", err)
+		}
+		restoreCA = func() {
+			if prevErr == nil {
+				_ = writeAtomic(caPath, prevCA, 0o644, nil)
+			} else {
+				os.Remove(caPath)
+			}
+		}
+	}
+	mode, owner := fs.FileMode(0o640), dirGroup(dir)
+	if st != nil {
+		mode, owner = st.Mode().Perm()&^0o007, ownerOf(st)
+	}
+	n, err := writeValidated(opts.ConfigPath, out.Bytes(), mode, owner, opts.Getenv)
+	if err != nil {
+		if restoreCA != nil {
+			restoreCA()
+		}
+		return nil, err
+	}
+	res.Probes = n
+	return res, nil
+}
+
+// writeValidated writes data to a temporary file next to path, loads it as
+// the agent would, and renames it over path only if it is valid. It returns
+// the number of probes.
+func writeValidated(path string, data []byte, mode fs.FileMode, owner *fileOwner, getenv func(string) string) (int, error) {
+	tmp, err := writeTemp(path, data, mode, owner)
+	if err != nil {
+		return 0, fmt.Errorf("write the agent's config: %w", err)
+	}
+	defer os.Remove(tmp) // no-op after the rename
+	// a variable the service's environment sets but this shell does not
+	// must not fail the check
+	lenient := func(name string) string {
+		if getenv != nil {
+			if v := getenv(name); v != "" {
+				return v
+			}
+		}
+		return "set-by-the-service"
+	}
+	cfg, err := config.Load(tmp, lenient)
+	if err != nil {
+		msg := strings.ReplaceAll(err.Error(), tmp, path)
+		return 0, fmt.Errorf("the agent's config would not be valid with this enrolment, so it was left as it was:\n%s", msg)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return 0, fmt.Errorf("write the agent's config: %w", err)
+	}
+	syncDir(filepath.Dir(path))
+	return len(cfg.Probes), nil
+}
+
+// The YAML edits: on the node tree, so that comments and every setting
+// enrol does not own stay as they were.
+
+// lookup returns the value node of key in mapping m, or nil.
+func lookup(m *yaml.Node, key string) *yaml.Node {
+	for i := 0; i+1 < len(m.Content); i += 2 {
+		if k := m.Content[i]; k.Kind == yaml.ScalarNode && k.Value == key {
+			return m.Content[i+1]
+		}
+	}
+	return nil
+}
+
+// scalar returns the scalar value of key in m, or "".
+func scalar(m *yaml.Node, key string) string {
+	if v := lookup(m, key); v != nil && v.Kind == yaml.ScalarNode {
+		return v.Value
+	}
+	return ""
+}
+
+func set(m *yaml.Node, key, value string) { setStyle(m, key, value, 0) }
+
+func setQuoted(m *yaml.Node, key, value string) { setStyle(m, key, value, yaml.SingleQuotedStyle) }
+
+// setStyle sets key in m to the string value, adding the key at the end
+// if it is not there. A comment on the old value's line goes with it: it
+// was about the old value.
+func setStyle(m *yaml.Node, key, value string, style yaml.Style) {
+	if v := lookup(m, key); v != nil {
+		*v = yaml.Node{Kind: yaml.ScalarNode, Tag: "!!str", Value: value, Style: style}
+		return
+	}
+	m.Content = append(m.Content,
+		&yaml.Node{Kind: yaml.ScalarNode, Tag: "!!str", Value: key},
+		&yaml.Node{Kind: yaml.ScalarNode, Tag: "!!str", Value: value, Style: style})
+}
+
+// remove deletes key from m.
+func remove(m *yaml.Node, key string) {
+	for i := 0; i+1 < len(m.Content); i += 2 {
+		if k := m.Content[i]; k.Kind == yaml.ScalarNode && k.Value == key {
+			m.Content = append(m.Content[:i], m.Content[i+2:]...)
+			return
+		}
+	}
+}
+
+// mapping returns the mapping under key in m, making one if the key is
+// missing or empty.
+func mapping(m *yaml.Node, key string) (*yaml.Node, error) {
+	v := lookup(m, key)
+	switch {
+	case v == nil:
+		v = &yaml.Node{Kind: yaml.MappingNode, Tag: "!!map"}
+		m.Content = append(m.Content, &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!str", Value: key}, v)
+	case v.Kind == yaml.ScalarNode && v.ShortTag() == "!!null":
+		*v = yaml.Node{Kind: yaml.MappingNode, Tag: "!!map"}
+	case v.Kind != yaml.MappingNode:
+		return nil, fmt.Errorf("%s: is not a mapping of settings (an alias, or a value): write the settings out", key)
+	}
+	return v, nil
+}
