@@ -38,7 +38,11 @@ const usage = `hubmon-agent measures a community hub's broadband and reports it 
 Usage:
   hubmon-agent run -config agent.yaml [-check-config] [-log-level info]
   hubmon-agent once -config agent.yaml [-json] [-probe NAME]
+  hubmon-agent enrol [-config agent.yaml] FILE | CODE    (install the council's enrolment for this hub)
   hubmon-agent version
+
+run first installs an enrolment file found on the SD card's boot partition
+(hubmon-agent enrol -h).
 `
 
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) int {
@@ -51,6 +55,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return cmdRun(ctx, args[1:], getenv, stdout, stderr)
 	case "once":
 		return cmdOnce(ctx, args[1:], getenv, stdout, stderr)
+	case "enrol", "enroll":
+		return cmdEnrol(ctx, args[1:], getenv, stdout, stderr)
 	case "version", "-version", "--version":
 		fmt.Fprintf(stdout, "hubmon-agent %s (revision %s, %s, %s/%s)\n", version, revision, runtime.Version(), runtime.GOOS, runtime.GOARCH)
 		return 0
@@ -194,6 +200,7 @@ func cmdRun(ctx context.Context, args []string, getenv func(string) string, stdo
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
+	bootEnrol(ctx, *configPath, getenv, stderr) // an enrolment file on the SD card's boot partition
 	cfg, err := config.Load(*configPath, getenv)
 	if err != nil {
 		fmt.Fprintf(stderr, "hubmon-agent: %v\n", err)
