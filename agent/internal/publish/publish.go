@@ -222,7 +222,7 @@ func (p *Publisher) session(ctx context.Context) error {
 	c := mqtt.NewClient(co)
 	if err := waitToken(ctx, c.Connect(), o.ConnectTimeout+time.Second, "connect to "+o.BrokerURL); err != nil {
 		c.Disconnect(0) // a late CONNACK must not leave a session behind
-		return err
+		return explainConnect(err, o)
 	}
 	defer func() {
 		// Stopping (SIGTERM), whatever we were waiting for: say so. A clean
