@@ -323,13 +323,27 @@ func addUser(tb testing.TB, collector, file, user, password string) {
 }
 
 // mosquitto runs the real broker with per-site credentials and ACLs as in
-// production: sites write only their own topics, the collector reads all.
+// production: sites write only their own topics, the collector reads all;
+// the collector on a plain localhost listener, the hubs over TLS.
 type mosquitto struct {
 	*proc
-	port int
-	conf string
-	bin  string
+	port    int // plain, for the collector
+	tlsPort int // for the agents
+	conf    string
+	acl     string // a copy of the shipped ACL
+	pidFile string
+	certs   *brokerCerts
+	bin     string
 }
+
+// debianMain is Debian's /etc/mosquitto/mosquitto.conf, which includes the
+// shipped file from conf.d, with this test's paths.
+const debianMain = `pid_file %[1]s/mosquitto.pid
+persistence true
+persistence_location %[1]s/
+log_dest stderr
+include_dir %[1]s/conf.d
+`
 
 func startMosquitto(tb testing.TB, passwdFile string) *mosquitto {
 	tb.Helper()
@@ -338,8 +352,18 @@ func startMosquitto(tb testing.TB, passwdFile string) *mosquitto {
 		tb.Fatal("mosquitto not found: install Debian's mosquitto package (.ci/run does)")
 	}
 	dir := tb.TempDir()
-	m := &mosquitto{port: freePort(tb), conf: filepath.Join(dir, "mosquitto.conf"), bin: bin}
-	// the shipped configuration, with this test's port and paths
+	m := &mosquitto{port: freePort(tb), tlsPort: freePort(tb), conf: filepath.Join(dir, "mosquitto.conf"), bin: bin,
+		acl: filepath.Join(dir, "hubmon.acl"), pidFile: filepath.Join(dir, "mosquitto.pid")}
+	if err := os.Mkdir(filepath.Join(dir, "certs"), 0o700); err != nil {
+		tb.Fatal(err)
+	}
+	m.certs = writeBrokerCerts(tb, filepath.Join(dir, "certs"))
+	acl, err := os.ReadFile("../deploy/mosquitto/hubmon.acl")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	writeFile(tb, m.acl, string(acl))
+	// the shipped configuration, with this test's ports and paths
 	conf, err := os.ReadFile("../deploy/mosquitto/hubmon.conf")
 	if err != nil {
 		tb.Fatal(err)
@@ -350,20 +374,25 @@ func startMosquitto(tb testing.TB, passwdFile string) *mosquitto {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	abs, _ := filepath.Abs("../deploy/mosquitto/hubmon.acl")
 	text := strings.NewReplacer(
-		"listener 1883 127.0.0.1", fmt.Sprintf("listener %d 127.0.0.1\nuser %s", m.port, me.Username),
+		"listener 1883 127.0.0.1", fmt.Sprintf("listener %d 127.0.0.1", m.port),
+		"listener 8883\n", fmt.Sprintf("listener %d 127.0.0.1\n", m.tlsPort),
 		"/etc/mosquitto/hubmon.passwd", passwdFile,
-		"/etc/mosquitto/hubmon.acl", abs,
-		"/var/lib/mosquitto/", dir+"/",
+		"/etc/mosquitto/hubmon.acl", m.acl,
+		"/etc/mosquitto/certs/", m.certs.dir+"/",
 		"autosave_interval 10", "autosave_interval 1",
 	).Replace(string(conf))
-	for _, want := range []string{passwdFile, abs, dir + "/", fmt.Sprint(m.port)} {
+	for _, want := range []string{passwdFile, m.acl, m.certs.dir + "/hubmon-server-chain.pem", m.certs.dir + "/hubmon-server.key",
+		fmt.Sprintf("listener %d ", m.port), fmt.Sprintf("listener %d ", m.tlsPort)} {
 		if !strings.Contains(text, want) {
 			tb.Fatalf("deploy/mosquitto/hubmon.conf changed: could not set %q", want)
 		}
 	}
-	writeFile(tb, m.conf, text+"log_type error\nlog_type warning\nlog_type notice\n")
+	if err := os.Mkdir(filepath.Join(dir, "conf.d"), 0o700); err != nil {
+		tb.Fatal(err)
+	}
+	writeFile(tb, filepath.Join(dir, "conf.d", "hubmon.conf"), text)
+	writeFile(tb, m.conf, fmt.Sprintf("user %s\n", me.Username)+fmt.Sprintf(debianMain, dir)+"log_type error\nlog_type warning\nlog_type notice\n")
 	m.start(tb)
 	return m
 }
@@ -373,11 +402,16 @@ func (m *mosquitto) url() string { return fmt.Sprintf("tcp://127.0.0.1:%d", m.po
 func (m *mosquitto) start(tb testing.TB) {
 	tb.Helper()
 	m.proc = start(tb, "mosquitto", nil, m.bin, "-c", m.conf)
-	waitFor(tb, "mosquitto to listen", 10*time.Second, func() bool {
-		c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", m.port))
-		if err == nil {
-			c.Close()
-		}
-		return err == nil
-	})
+	for _, port := range []int{m.port, m.tlsPort} {
+		waitFor(tb, "mosquitto to listen", 10*time.Second, func() bool {
+			if !m.running() {
+				tb.Fatalf("mosquitto exited: %v\n%s", m.err, m.output())
+			}
+			c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+			if err == nil {
+				c.Close()
+			}
+			return err == nil
+		})
+	}
 }
