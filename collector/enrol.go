@@ -398,8 +398,10 @@ func signalReload(arg string) (int, string, error) {
 		return 0, "", fmt.Errorf("%d is not a broker's process id", pid)
 	}
 	name := "unknown"
-	if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid)); err == nil {
-		name = strings.TrimSpace(string(b))
+	// the program's name: /proc/PID/comm is cut to 15 bytes
+	if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid)); err == nil {
+		arg0, _, _ := strings.Cut(string(b), "\x00")
+		name = filepath.Base(arg0)
 	} else if errors.Is(err, fs.ErrNotExist) {
 		return 0, "", fmt.Errorf("no process %d", pid)
 	}
