@@ -21,11 +21,11 @@ import (
 // AA) against the background it sits on.
 
 // style is the CSS of the status pages. Text colours against their
-// backgrounds: #111 on #fff 18.9:1, on #f2f2f2 17.0:1; links #0b4ea2 on
-// #fff 8.0:1; .meta #4d4d4d on #fff 8.5:1, on #f2f2f2 7.7:1; badges .ok
-// #0a5227 on #e3f4e8 8.6:1, .bad #8c0a16 on #fde8ea 8.6:1, .warn #5c3a00 on
-// #fff0c2 9.7:1, .none #333 on #ebebeb 10.6:1 (the Chromium test checks them
-// in the rendered page).
+// backgrounds: #111 on #fff 18.9:1, on #f2f2f2 16.9:1; links #0b4ea2 on
+// #fff 8.0:1, on #f2f2f2 7.1:1; .meta #4d4d4d on #fff 8.5:1, on #f2f2f2
+// 7.6:1; badges .ok #0a5227 on #e3f4e8 8.2:1, .bad #8c0a16 on #fde8ea
+// 8.3:1, .warn #5c3a00 on #fff0c2 9.0:1, .none #333 on #ebebeb 10.6:1 (the
+// Chromium test in package main checks every pair in the rendered pages).
 const style = `body{font-family:system-ui,"DejaVu Sans",sans-serif;max-width:60rem;margin:0 auto;padding:0 1rem 1rem;color:#111;background:#fff;line-height:1.5}
 a{color:#0b4ea2}
 header{border-bottom:1px solid #999;padding:.5rem 0}
@@ -33,17 +33,22 @@ nav a{margin-right:1.25rem;display:inline-block;padding:.25rem 0}
 h1{font-size:1.6rem;line-height:1.25;margin:1rem 0 .25rem}
 .meta{color:#4d4d4d;margin-top:0}
 .scroll{overflow-x:auto}
-table{border-collapse:collapse;width:100%}
+table{border-collapse:collapse;width:100%;font-size:.875rem}
 caption{text-align:left;font-weight:bold;padding:.5rem 0}
-th,td{text-align:left;vertical-align:top;padding:.5rem .4rem;border-bottom:1px solid #999}
+th,td{text-align:left;vertical-align:top;padding:.5rem .3rem;border-bottom:1px solid #999}
 thead th{background:#f2f2f2}
 td.n,th.n{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
-.badge{display:inline-block;padding:0 .45rem;border:1px solid;border-radius:.25rem;font-weight:bold;white-space:nowrap}
+.badge{display:inline-block;padding:0 .35rem;border:1px solid;border-radius:.25rem;font-weight:bold;white-space:nowrap}
 .ok{color:#0a5227;background:#e3f4e8}
 .bad{color:#8c0a16;background:#fde8ea}
 .warn{color:#5c3a00;background:#fff0c2}
 .none{color:#333;background:#ebebeb}
-.big{font-size:1.25rem}`
+.big{font-size:1.25rem}
+.nowrap{white-space:nowrap}
+.counts{list-style:none;padding:0;margin:.5rem 0 1rem}
+.counts li{display:inline-block;margin:0 1.25rem .5rem 0}
+tbody th{font-weight:normal}
+tbody th a{font-weight:bold}`
 
 // hub is one hub as the pages show it: what the sites file says of it
 // (nothing for a hub not in the file) and what it last reported.
@@ -70,8 +75,8 @@ type badge struct{ Text, Class string }
 // Title is the hub's name, or its id when the sites file does not name it.
 func (h hub) Title() string { return cmp.Or(h.Name, h.Site) }
 
-// Details are the words under the hub's name: its type and council, and
-// its id when it has a name.
+// Details are the words under the hub's name: its type and council, or
+// that it is not in the sites file.
 func (h hub) Details() string {
 	var parts []string
 	for _, p := range []string{hubTypes[h.HubType], h.Council} {
@@ -79,38 +84,29 @@ func (h hub) Details() string {
 			parts = append(parts, p)
 		}
 	}
-	if h.Name != "" {
-		parts = append(parts, "hub id "+h.Site)
-	} else if h.Unlisted {
+	if h.Unlisted {
 		parts = append(parts, "not in the sites file")
 	}
 	return strings.Join(parts, " · ")
 }
 
-// Line describes the line from the sites file: contract speeds, access
-// technology, provider; "" when the file says nothing of it.
+// Line describes the line from the sites file (access technology,
+// provider, contract speeds); "" when the file says nothing of it.
 func (h hub) Line() string {
-	var s string
-	if h.ContractDown > 0 {
-		s = fmt.Sprintf("%s down", mbit(h.ContractDown))
-		if h.ContractUp > 0 {
-			s += fmt.Sprintf(" / %s up", mbit(h.ContractUp))
-		}
-		s += " Mbit/s"
-	}
-	var what []string
+	var parts []string
 	for _, p := range []string{accessTypes[h.Access], h.Provider} {
 		if p != "" {
-			what = append(what, p)
+			parts = append(parts, p)
 		}
 	}
-	switch {
-	case s != "" && len(what) > 0:
-		return s + " (" + strings.Join(what, ", ") + ")"
-	case s != "":
-		return s
+	if h.ContractDown > 0 {
+		c := fmt.Sprintf("contract %s\u00a0Mbit/s down", mbit(h.ContractDown))
+		if h.ContractUp > 0 {
+			c += fmt.Sprintf(", %s up", mbit(h.ContractUp))
+		}
+		parts = append(parts, c)
 	}
-	return strings.Join(what, ", ")
+	return strings.Join(parts, ", ")
 }
 
 var (
@@ -265,33 +261,32 @@ const layout = `{{define "head"}}<!doctype html>
 var hubsPage = template.Must(template.New("hubs").Funcs(funcs).Parse(layout + `{{template "head" .}}
 <h1>Hubs</h1>
 {{if not .Hubs}}<p>No hub has reported yet, and there is no sites file listing the hubs.</p>{{else}}
-<p>{{len .Hubs}} hubs: {{range $i, $c := .Counts}}{{if $i}}, {{end}}{{$c.N}} <span class="badge {{$c.What.Class}}">{{$c.What.Text}}</span>{{end}}{{if .USO}} (at their last speed test){{end}}.</p>
+<p>{{len .Hubs}} hubs:</p>
+<ul class="counts">{{range .Counts}}<li>{{.N}} <span class="badge {{.What.Class}}">{{.What.Text}}</span>{{if eq .What.Class "warn"}} at the last speed test{{end}}</li>{{end}}</ul>
 <div class="scroll" role="region" aria-labelledby="hubs-caption" tabindex="0">
 <table>
-<caption id="hubs-caption">Each hub's status and latest speed test (times in UK time)</caption>
-<thead><tr><th scope="col">Hub</th><th scope="col">Status</th><th scope="col">Last speed test</th><th scope="col" class="n">Down Mbit/s</th><th scope="col" class="n">Up Mbit/s</th></tr></thead>
+<caption id="hubs-caption">Each hub's status and last speed test</caption>
+<thead><tr><th scope="col">Hub</th><th scope="col">Status</th><th scope="col">Last speed test</th></tr></thead>
 <tbody>{{range .Hubs}}<tr>
 <th scope="row"><a href="hub/{{.Site}}">{{.Title}}</a>{{with .Details}}<br><span class="meta">{{.}}</span>{{end}}</th>
-<td><span class="badge {{.Status.Class}}">{{.Status.Text}}</span>{{if .Reported}}<br><span class="meta">seen {{when .LastSeen}}</span>{{end}}</td>
-<td>{{if .Speed}}{{when .Speed.At}}{{if .Verdict.Class}}<br><span class="badge {{.Verdict.Class}}">{{.Verdict.Text}}</span>{{end}}{{else}}none yet{{end}}</td>
-<td class="n">{{if .Speed}}{{mbps .Speed.Download}}{{else}}–{{end}}</td>
-<td class="n">{{if .Speed}}{{mbps .Speed.Upload}}{{else}}–{{end}}</td>
+<td><span class="badge {{.Status.Class}}">{{.Status.Text}}</span>{{if not .LastSeen.IsZero}}<br><span class="meta">seen {{when .LastSeen}}</span>{{end}}</td>
+<td>{{with .Speed}}{{if .Success}}<span class="nowrap">{{mbps .Download}} down</span> / <span class="nowrap">{{mbps .Upload}} up</span> Mbit/s<br>{{end}}{{end}}{{if .Verdict.Class}}<span class="badge {{.Verdict.Class}}">{{.Verdict.Text}}</span><br>{{end}}{{with .Speed}}<span class="meta">{{when .At}}</span>{{else}}none yet{{end}}</td>
 </tr>{{end}}</tbody>
 </table>
 </div>
-{{if .USO}}<p class="meta">USO: the Universal Service Obligation's decent broadband, {{mbit .USO.Down}} Mbit/s down and {{mbit .USO.Up}} up.</p>{{end}}{{end}}
+<p class="meta">Times in UK time.{{if .USO}} USO: the Universal Service Obligation's decent broadband, {{mbit .USO.Down}}&nbsp;Mbit/s down and {{mbit .USO.Up}} up.{{end}}</p>{{end}}
 {{template "foot"}}`))
 
 var hubPage = template.Must(template.New("hub").Funcs(funcs).Parse(layout + `{{template "head" .}}
 {{with .Hub}}<h1>{{.Title}}</h1>
-{{with .Details}}<p class="meta">{{.}}</p>{{end}}
+<p class="meta">{{with .Details}}{{.}} · {{end}}hub id <span class="nowrap">{{.Site}}</span></p>
 {{if not .Reported}}<p class="big"><span class="badge {{.Status.Class}}">{{.Status.Text}}</span> The collector has not heard from this hub's box yet. Plug it into the hub's router and switch it on: this page says <strong>Reporting</strong> once it is connected.</p>
 {{else if and .StatusKnown .Online}}<p class="big"><span class="badge {{.Status.Class}}">{{.Status.Text}}</span> Last heard from at {{when .LastSeen}}.</p>
 {{else if .StatusKnown}}<p class="big"><span class="badge {{.Status.Class}}">{{.Status.Text}}</span> Last heard from at {{when .LastSeen}}. Check the box has power and its network cable is plugged into the hub's router.</p>
 {{else}}<p class="big"><span class="badge {{.Status.Class}}">{{.Status.Text}}</span> Measurements have arrived, but the box has not said it is online yet.</p>{{end}}
 {{if .Reported}}{{with .Speed}}<p class="big">Last speed test {{when .At}}{{if .Success}}: {{mbps .Download}} down / {{mbps .Upload}} up Mbit/s, {{ms .Latency}} ms.{{else}}: it failed{{if .Download}} (download {{mbps .Download}} Mbit/s){{end}}. The box will try again.{{end}}</p>
 {{else}}<p class="big">No speed test yet: the first one runs within a few minutes of switching on, or at the next planned time inside opening hours.</p>{{end}}
-{{if and .Speed .Speed.Success .Verdict.Class}}<p><span class="badge {{.Verdict.Class}}">{{.Verdict.Text}}</span> {{if eq .Verdict.Class "ok"}}It meets{{else}}It is below{{end}} the Universal Service Obligation's decent broadband: {{mbit .USODown}} Mbit/s down and {{mbit .USOUp}} up.</p>{{end}}{{end}}
+{{if and .Speed .Speed.Success .Verdict.Class}}<p><span class="badge {{.Verdict.Class}}">{{.Verdict.Text}}</span> {{if eq .Verdict.Class "ok"}}It meets{{else}}It is below{{end}} the Universal Service Obligation's decent broadband: {{mbit .USODown}}&nbsp;Mbit/s down and {{mbit .USOUp}} up.</p>{{end}}{{end}}
 {{with .Line}}<p>Line: {{.}}.</p>{{end}}
 {{if .AgentVersion}}<p class="meta">Box software {{.AgentVersion}}.</p>{{end}}
 {{if .Reported}}<p class="meta">Times in UK time.</p>{{end}}{{end}}

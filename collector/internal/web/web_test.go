@@ -95,23 +95,29 @@ func TestStatusPages(t *testing.T) {
 	}{
 		{"/hubs", 200, []string{
 			// by name; the file's names, escaped; hubs not in it by id
-			`<a href="hub/bradford-care-home">Bradford &lt;Care&gt; Home</a><br><span class="meta">Care home · hub id bradford-care-home</span>`,
-			`<a href="hub/leeds-library">Leeds Central Library</a><br><span class="meta">Library · Leeds City Council · hub id leeds-library</span>`,
+			`<a href="hub/bradford-care-home">Bradford &lt;Care&gt; Home</a><br><span class="meta">Care home</span>`,
+			`<a href="hub/leeds-library">Leeds Central Library</a><br><span class="meta">Library · Leeds City Council</span>`,
 			`<span class="badge ok">Reporting</span><br><span class="meta">seen 12:03, Thu 26 Nov</span>`,
 			`<span class="badge bad">Not reporting</span>`, `<span class="badge none">No status yet</span>`,
 			`<a href="hub/wakefield">Wakefield Library</a>`, `<span class="badge none">Never reported</span>`,
 			`<a href="hub/pop-up">pop-up</a><br><span class="meta">not in the sites file</span>`,
 			`<span class="badge ok">Meets USO</span>`, `<span class="badge warn">Below USO</span>`, `<span class="badge bad">Failed</span>`,
-			`<td class="n">34.2</td>`, `<td class="n">8.1</td>`, `<td class="n">6.5</td>`, `<td class="n">0.7</td>`,
-			`5 hubs: 2 <span class="badge ok">Reporting</span>, 1 <span class="badge bad">Not reporting</span>, 1 <span class="badge none">No status yet</span>, 1 <span class="badge none">Never reported</span>, 1 <span class="badge warn">Below USO</span> (at their last speed test).`,
-			"10 Mbit/s down and 1 up", `<th scope="col">Hub</th>`, `<caption id="hubs-caption">`, `<html lang="en">`,
+			`<td><span class="nowrap">34.2 down</span> / <span class="nowrap">8.1 up</span> Mbit/s<br><span class="badge ok">Meets USO</span><br><span class="meta">12:03, Thu 26 Nov</span></td>`,
+			`<span class="nowrap">6.5 down</span> / <span class="nowrap">0.7 up</span> Mbit/s<br><span class="badge warn">Below USO</span>`,
+			`<td><span class="badge none">Never reported</span></td>
+<td>none yet</td>`, `<td><span class="badge none">No status yet</span></td>
+<td><span class="badge bad">Failed</span><br><span class="meta">12:03, Thu 26 Nov</span></td>`,
+			`<p>5 hubs:</p>
+<ul class="counts"><li>2 <span class="badge ok">Reporting</span></li><li>1 <span class="badge bad">Not reporting</span></li><li>1 <span class="badge none">No status yet</span></li><li>1 <span class="badge none">Never reported</span></li><li>1 <span class="badge warn">Below USO</span> at the last speed test</li></ul>`,
+			"10&nbsp;Mbit/s down and 1 up", `<th scope="col">Hub</th>`, `<caption id="hubs-caption">`, `<html lang="en">`,
 		}, []string{"<script"}},
 		// what hub staff read on a phone (UK time: 12:03 UTC is 12:03 GMT in November)
 		{"/hub/leeds-library", 200, []string{"<title>Leeds Central Library – hubmon</title>", "<h1>Leeds Central Library</h1>",
 			`<span class="badge ok">Reporting</span> Last heard from at 12:03, Thu 26 Nov.`,
 			"Last speed test 12:03, Thu 26 Nov: 34.2 down / 8.1 up Mbit/s, 12 ms.",
-			`<span class="badge ok">Meets USO</span> It meets the Universal Service Obligation's decent broadband: 10 Mbit/s down and 1 up.`,
-			"Line: 80 down / 20 up Mbit/s (full fibre (FTTP), Openreach &lt;&amp;&gt;).", "Box software 1.0.", `<a href="../hubs">`}, nil},
+			`<span class="badge ok">Meets USO</span> It meets the Universal Service Obligation's decent broadband: 10&nbsp;Mbit/s down and 1 up.`,
+			"Line: full fibre (FTTP), Openreach &lt;&amp;&gt;, contract 80\u00a0Mbit/s down, 20 up.",
+			`<p class="meta">Library · Leeds City Council · hub id <span class="nowrap">leeds-library</span></p>`, "Box software 1.0.", `<a href="../hubs">`}, nil},
 		{"/hub/bradford-care-home", 200, []string{`<span class="badge bad">Not reporting</span>`, "network cable", "No speed test yet"}, []string{"USO"}},
 		{"/hub/pop-up", 200, []string{"<h1>pop-up</h1>", `<span class="badge warn">Below USO</span> It is below`}, nil},
 		{"/hub/otley", 200, []string{`<span class="badge none">No status yet</span>`, "it failed (download 6.5 Mbit/s). The box will try again."}, []string{"USO"}},
