@@ -301,12 +301,21 @@ func collect(ctx context.Context, cfg *config.Config, getenv func(string) string
 		}
 	}()
 
-	h := web.Handler(web.Options{Gatherer: reg, Version: version, Logger: log, Report: engine.Handler(), Sites: fleet.Sites, Ready: func(ctx context.Context) error {
+	webOpts := web.Options{Gatherer: reg, Version: version, Logger: log, Report: engine.Handler(), Sites: fleet.Sites, Ready: func(ctx context.Context) error {
 		if err := st.Ping(ctx); err != nil {
 			return fmt.Errorf("store: %w", err)
 		}
 		return ready()
-	}})
+	}}
+	if cfg.SitesFile != "" {
+		webOpts.SitesFile = hubs.Sites
+	}
+	for _, r := range cfg.Thresholds.Rules() {
+		if r.Name == "uso" {
+			webOpts.USO = &r
+		}
+	}
+	h := web.Handler(webOpts)
 	srv := web.Server(cfg.HTTP.Listen, h, cfg.HTTP.ReadTimeout, cfg.HTTP.WriteTimeout, log)
 	ln, err := net.Listen("tcp", cfg.HTTP.Listen)
 	if err != nil {
