@@ -19,9 +19,11 @@ build:
 run: build
 	./deploy/dev/run.sh
 
-## test: vet, every test (unit, real Mosquitto, real binaries end to end) with the race detector, and a short fuzz
+## test: vet, every test (unit, real Mosquitto, real binaries end to end, the pages in headless Chromium) with the race detector, and a short fuzz
+# HUBMON_REQUIRE_CHROMIUM: the browser test fails without chromium instead of
+# skipping; HUBMON_ARTIFACTS=dir keeps its screenshots there
 test: deps vet build
-	$(GO) test -race -count=1 -timeout 20m ./...
+	HUBMON_REQUIRE_CHROMIUM=1 $(GO) test -race -count=1 -timeout 20m ./...
 	$(GO) test -run '^$$' -fuzz FuzzDecodeMeasurement -fuzztime 10s ./agent/wire/
 
 ## bench: Go benchmarks (outbox, store)
@@ -36,10 +38,10 @@ bench-accuracy: build
 fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzDecodeMeasurement -fuzztime 5m ./agent/wire/
 
-# the tests run a real Mosquitto and promtool; say how to get them
+# the tests run a real Mosquitto, promtool and headless Chromium; say how to get them
 deps:
-	@command -v mosquitto >/dev/null && command -v promtool >/dev/null && command -v prometheus >/dev/null || { \
-	  echo "make test needs mosquitto, prometheus and promtool: sudo apt-get install -y mosquitto prometheus"; exit 1; }
+	@command -v mosquitto >/dev/null && command -v promtool >/dev/null && command -v prometheus >/dev/null && command -v chromium >/dev/null || { \
+	  echo "make test needs mosquitto, prometheus, promtool and chromium: sudo apt-get install -y mosquitto prometheus chromium fonts-dejavu-core"; exit 1; }
 
 vet:
 	$(GO) vet ./...

@@ -330,7 +330,7 @@ type mosquitto struct {
 	port    int // plain, for the collector
 	tlsPort int // for the agents
 	conf    string
-	acl     string // a copy of the shipped ACL
+	acl     string // a copy of the shipped ACL, and any extra lines
 	pidFile string
 	certs   *brokerCerts
 	bin     string
@@ -347,6 +347,13 @@ include_dir %[1]s/conf.d
 
 func startMosquitto(tb testing.TB, passwdFile string) *mosquitto {
 	tb.Helper()
+	return startMosquittoACL(tb, passwdFile, "")
+}
+
+// startMosquittoACL is startMosquitto with extraACL appended to a copy of
+// the shipped ACL (say, a second collector's account).
+func startMosquittoACL(tb testing.TB, passwdFile, extraACL string) *mosquitto {
+	tb.Helper()
 	bin, err := exec.LookPath("mosquitto")
 	if err != nil {
 		tb.Fatal("mosquitto not found: install Debian's mosquitto package (.ci/run does)")
@@ -361,6 +368,9 @@ func startMosquitto(tb testing.TB, passwdFile string) *mosquitto {
 	acl, err := os.ReadFile("../deploy/mosquitto/hubmon.acl")
 	if err != nil {
 		tb.Fatal(err)
+	}
+	if extraACL != "" {
+		acl = append(append(acl, '\n'), extraACL...)
 	}
 	writeFile(tb, m.acl, string(acl))
 	// the shipped configuration, with this test's ports and paths

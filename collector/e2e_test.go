@@ -175,7 +175,7 @@ func (s *system) checkDelivered() {
 	})
 	// the page hub staff open after plugging the box in
 	code, page, err := get(s.metricsURL("/hub/" + site))
-	if err != nil || code != 200 || !strings.Contains(string(page), "Reporting.") || !strings.Contains(string(page), "Mbit/s") {
+	if err != nil || code != 200 || !strings.Contains(string(page), `<span class="badge ok">Reporting</span>`) || !strings.Contains(string(page), "Mbit/s") {
 		t.Errorf("GET /hub/%s = %d %v:\n%s", site, code, err, page)
 	}
 }

@@ -271,7 +271,7 @@ func collect(ctx context.Context, cfg *config.Config, getenv func(string) string
 		}
 		sub, err := ingest.Subscribe(ingest.SubscriberOptions{
 			URL: cfg.MQTT.URL, ClientID: cfg.MQTT.ClientID, Username: cfg.MQTT.Username, Password: cfg.MQTT.Password,
-			TLS: tc, ConnectTimeout: cfg.MQTT.ConnectTimeout, Logger: log.With("component", "mqtt"),
+			TLS: tc, ConnectTimeout: cfg.MQTT.ConnectTimeout, Topics: cfg.MQTT.Topics, Logger: log.With("component", "mqtt"),
 			Handler: in.Handle, Fatal: func(err error) { cancel(err) },
 		})
 		if err != nil {
@@ -306,12 +306,21 @@ func collect(ctx context.Context, cfg *config.Config, getenv func(string) string
 		}
 	}()
 
-	h := web.Handler(web.Options{Gatherer: reg, Version: version, Logger: log, Report: engine.Handler(), Sites: fleet.Sites, Ready: func(ctx context.Context) error {
+	webOpts := web.Options{Gatherer: reg, Version: version, Logger: log, Report: engine.Handler(), Sites: fleet.Sites, Ready: func(ctx context.Context) error {
 		if err := st.Ping(ctx); err != nil {
 			return fmt.Errorf("store: %w", err)
 		}
 		return ready()
-	}})
+	}}
+	if cfg.SitesFile != "" {
+		webOpts.SitesFile = hubs.Sites
+	}
+	for _, r := range cfg.Thresholds.Rules() {
+		if r.Name == "uso" {
+			webOpts.USO = &r
+		}
+	}
+	h := web.Handler(webOpts)
 	srv := web.Server(cfg.HTTP.Listen, h, cfg.HTTP.ReadTimeout, cfg.HTTP.WriteTimeout, log)
 	ln, err := net.Listen("tcp", cfg.HTTP.Listen)
 	if err != nil {

@@ -134,6 +134,13 @@ type MQTT struct {
 	KeyFile string `yaml:"key_file"`
 	// ConnectTimeout bounds one attempt to connect. Default 10s; 1s to 5m.
 	ConnectTimeout time.Duration `yaml:"connect_timeout"`
+	// Topics are the MQTT topic filters the collector subscribes to, each
+	// hubmon/v1/<site>/measurement or hubmon/v1/<site>/status, where <site>
+	// is a site id or + (every site). Several collectors share one broker
+	// by each naming its own sites (docs/scale.md); every site then needs
+	// both of its topics in exactly one collector. Default
+	// [hubmon/v1/+/measurement, hubmon/v1/+/status]; at most 100000.
+	Topics []string `yaml:"topics"`
 }
 
 // EmbeddedBroker is the MQTT broker the collector runs itself when no
@@ -190,6 +197,7 @@ func Defaults() *Config {
 			ClientID:       "hubmon-collector",
 			Username:       "hubmon-collector",
 			ConnectTimeout: 10 * time.Second,
+			Topics:         []string{"hubmon/v1/+/measurement", "hubmon/v1/+/status"},
 		},
 		EmbeddedBroker: EmbeddedBroker{
 			Listen:         ":1883",

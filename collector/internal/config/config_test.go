@@ -99,6 +99,7 @@ func TestLoadFull(t *testing.T) {
 			Username:       "hubmon-collector",
 			Password:       secret + "-password",
 			ConnectTimeout: 10 * time.Second,
+			Topics:         []string{"hubmon/v1/+/measurement", "hubmon/v1/+/status"},
 		},
 		EmbeddedBroker: EmbeddedBroker{
 			Listen:         ":1883",
@@ -130,6 +131,7 @@ func TestLoadExternal(t *testing.T) {
 	want.MQTT.CAFile = filepath.Join("testdata", "tls", "ca.pem")
 	want.MQTT.CertFile = filepath.Join("testdata", "tls", "collector.pem")
 	want.MQTT.KeyFile = filepath.Join("testdata", "tls", "collector-key.pem")
+	want.MQTT.Topics = []string{"hubmon/v1/lib-001/measurement", "hubmon/v1/lib-001/status"}
 	want.EmbeddedBroker.PasswordFile = filepath.Join("testdata", "does-not-matter.passwd")
 	want.EmbeddedBroker.MaxPacketBytes = 1
 	diff(t, c, want)
@@ -243,6 +245,22 @@ func TestValidate(t *testing.T) {
 		}, `mqtt.ca_file: only for an ssl:// broker; the url is tcp:// (got "testdata/tls/ca.pem")`},
 		{"external: connect_timeout", func(c *Config) { external(c); c.MQTT.ConnectTimeout = time.Hour },
 			"mqtt.connect_timeout: must be at most 5m0s (got 1h0m0s)"},
+		{"external: no topics", func(c *Config) { external(c); c.MQTT.Topics = nil },
+			"mqtt.topics: empty; list at least hubmon/v1/+/measurement and hubmon/v1/+/status"},
+		{"external: per-site topics", func(c *Config) {
+			external(c)
+			c.MQTT.Topics = []string{"hubmon/v1/lib-001/measurement", "hubmon/v1/lib-001/status"}
+		}, ""},
+		{"external: wildcard takes acks", func(c *Config) { external(c); c.MQTT.Topics = []string{"hubmon/v1/+/#"} },
+			`mqtt.topics[0]: the last level must be measurement or status (not "#"): the collector must not take its own acks (got "hubmon/v1/+/#")`},
+		{"external: foreign topic", func(c *Config) { external(c); c.MQTT.Topics = []string{"other/+/measurement"} },
+			`mqtt.topics[0]: not a hubmon topic filter; want hubmon/v1/<site id or +>/measurement or status (got "other/+/measurement")`},
+		{"external: bad site", func(c *Config) { external(c); c.MQTT.Topics = []string{"hubmon/v1/lib#1/status"} },
+			`mqtt.topics[0]: invalid site "lib#1"; want a site id or + (got "hubmon/v1/lib#1/status")`},
+		{"external: duplicate topic", func(c *Config) {
+			external(c)
+			c.MQTT.Topics = []string{"hubmon/v1/+/status", "hubmon/v1/+/status"}
+		}, `mqtt.topics[1]: already listed as mqtt.topics[0] (got "hubmon/v1/+/status")`},
 		{"embedded: mqtt section ignored", func(c *Config) { c.MQTT.ClientID = ""; c.MQTT.CAFile = "missing" }, ""},
 	} {
 		t.Run(tt.name, func(t *testing.T) {

@@ -2,10 +2,12 @@ package config
 
 import (
 	"fmt"
-	"github.com/hubmon/hubmon/agent/wire"
 	"net"
 	"os"
+	"strings"
 	"time"
+
+	"github.com/hubmon/hubmon/agent/wire"
 )
 
 // Validate checks c and returns every problem found, joined, one per line,
@@ -56,6 +58,7 @@ func (c *Config) problems() []*problem {
 		k.required("mqtt.client_id", m.ClientID)
 		k.tlsFiles("mqtt", scheme, m.CAFile, m.CertFile, m.KeyFile)
 		k.duration("mqtt.connect_timeout", m.ConnectTimeout, time.Second, 5*time.Minute)
+		k.topics("mqtt.topics", m.Topics)
 	}
 
 	if s := &c.SpeedtestServer; s.Enabled {
@@ -99,4 +102,40 @@ func (a listener) clashes(b listener) bool {
 	}
 	everywhere := func(h string) bool { return h == "" || h == "0.0.0.0" || h == "::" }
 	return ha == hb || everywhere(ha) || everywhere(hb)
+}
+
+// topics checks the collector's subscriptions: hubmon/v1/<site or +>/
+// <measurement or status>, no duplicates. Other filters would take the
+// collector's own acks (hubmon/v1/+/#) or nothing of hubmon's.
+func (k *checker) topics(field string, topics []string) {
+	if len(topics) == 0 {
+		k.addNoValue(field, "empty; list at least hubmon/v1/+/measurement and hubmon/v1/+/status")
+		return
+	}
+	if len(topics) > 100000 {
+		k.add(field, fmt.Sprint(len(topics)), "too many topic filters; at most 100000")
+		return
+	}
+	seen := make(map[string]int, len(topics))
+	for i, t := range topics {
+		f := fmt.Sprintf("%s[%d]", field, i)
+		rest, ok := strings.CutPrefix(t, wire.TopicRoot+"/")
+		site, kind, ok2 := strings.Cut(rest, "/")
+		switch {
+		case !ok || !ok2 || strings.Contains(kind, "/"):
+			k.add(f, t, "not a hubmon topic filter; want %s/<site id or +>/measurement or status", wire.TopicRoot)
+			continue
+		case site != "+" && !wire.ValidSite(site):
+			k.add(f, t, "invalid site %q; want a site id or +", site)
+			continue
+		case kind != wire.TopicMeasurement && kind != wire.TopicStatus:
+			k.add(f, t, "the last level must be %s or %s (not %q): the collector must not take its own acks", wire.TopicMeasurement, wire.TopicStatus, kind)
+			continue
+		}
+		if j, dup := seen[t]; dup {
+			k.add(f, t, "already listed as %s[%d]", field, j)
+			continue
+		}
+		seen[t] = i
+	}
 }

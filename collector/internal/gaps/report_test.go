@@ -103,7 +103,7 @@ func TestHandler(t *testing.T) {
 	}{
 		{"/report.csv", 200, "leeds-1,Leeds One"},
 		{"/report.json", 200, `"id": "ny-1"`},
-		{"/report.html", 200, "<caption>3 hubs</caption>"},
+		{"/report.html", 200, "<caption id=\"report-caption\">3 hubs</caption>"},
 		{"/report.csv?since=7d", 200, "leeds-1,Leeds One"},
 		{"/report.json?since=36h", 200, `"hubs"`},
 		{"/report.csv?since=abc", 400, `since: want a duration like 30d, 7d or 12h (got "abc")`},

@@ -22,7 +22,10 @@ type SubscriberOptions struct {
 	Password       string
 	TLS            *tls.Config
 	ConnectTimeout time.Duration
-	Logger         *slog.Logger
+	// Topics are the topic filters to subscribe to (QoS 1); nil for
+	// DefaultTopics. config.MQTT.Topics checks them.
+	Topics []string
+	Logger *slog.Logger
 	// Handler is Ingester.Handle.
 	Handler func(ctx context.Context, site, kind string, payload []byte) error
 	// Fatal receives the error when messages cannot be committed even after
@@ -45,10 +48,10 @@ type Subscriber struct {
 	wg         sync.WaitGroup
 }
 
-// Topics the collector subscribes to.
-var subscriptions = map[string]byte{
-	wire.TopicRoot + "/+/" + wire.TopicMeasurement: 1,
-	wire.TopicRoot + "/+/" + wire.TopicStatus:      1,
+// DefaultTopics are every site's measurement and status topics.
+var DefaultTopics = []string{
+	wire.TopicRoot + "/+/" + wire.TopicMeasurement,
+	wire.TopicRoot + "/+/" + wire.TopicStatus,
 }
 
 // Subscribe connects to the broker and starts taking messages. It returns
@@ -56,6 +59,13 @@ var subscriptions = map[string]byte{
 func Subscribe(opts SubscriberOptions) (*Subscriber, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.Topics == nil {
+		opts.Topics = DefaultTopics
+	}
+	subscriptions := make(map[string]byte, len(opts.Topics))
+	for _, t := range opts.Topics {
+		subscriptions[t] = 1
 	}
 	s := &Subscriber{opts: opts}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
@@ -87,7 +97,7 @@ func Subscribe(opts SubscriberOptions) (*Subscriber, error) {
 				// paho completes a refused subscription (0x80) with no error
 				for topic, code := range t.(*mqtt.SubscribeToken).Result() {
 					if code >= 0x80 {
-						err := fmt.Errorf("the broker refused the subscription to %s (code %#x): check its ACL lets %q read hubmon/v1/+/measurement and status", topic, code, opts.Username)
+						err := fmt.Errorf("the broker refused the subscription to %s (code %#x): check its ACL lets %q read it (deploy/mosquitto/hubmon.acl)", topic, code, opts.Username)
 						if opts.Fatal != nil {
 							opts.Fatal(err)
 						}

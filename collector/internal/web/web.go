@@ -1,7 +1,8 @@
 // Package web serves the collector's HTTP endpoints: /metrics for
 // Prometheus, /-/healthy (the process is up) and /-/ready (the store answers
 // and messages can arrive), the gap report (/report.csv, /report.json,
-// /report.html) and a short index page that says where to look.
+// /report.html), the status pages for people (/hubs, /hub/{site}) and a
+// short index page that says where to look.
 package web
 
 import (
@@ -15,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/hubmon/hubmon/collector/internal/config"
 	"github.com/hubmon/hubmon/collector/internal/metrics"
 )
 
@@ -28,8 +30,18 @@ type Options struct {
 	// Report, if set, serves the gap report at /report.csv, /report.json
 	// and /report.html (it tells the format from the path).
 	Report http.Handler
-	// Sites, if set, feeds the status pages /hubs and /hub/{site}.
+	// Sites, if set, feeds the status pages /hubs and /hub/{site}: what
+	// each hub that reported last said.
 	Sites func() []metrics.SiteSummary
+	// SitesFile returns the hubs of the sites file (sites.Registry.Sites),
+	// for their names on the status pages, and so that a hub that never
+	// reported shows too; nil without a sites file. Hubs not in the file
+	// show by their ids.
+	SitesFile func() []config.Site
+	// USO, if set, is the threshold profile the status pages judge a hub's
+	// last speed test against ("Meets USO", "Below USO"): only its download
+	// and upload rates.
+	USO *config.Rule
 }
 
 var index = template.Must(template.New("index").Parse(`<!doctype html>
@@ -70,8 +82,9 @@ func Handler(opts Options) http.Handler {
 		fmt.Fprintln(w, "hubmon-collector is ready.")
 	})
 	if opts.Sites != nil {
-		mux.HandleFunc("GET /hubs", serveHubs(opts.Sites))
-		mux.HandleFunc("GET /hub/{site}", serveHub(opts.Sites))
+		p := &pages{opts: opts}
+		mux.HandleFunc("GET /hubs", p.serveHubs)
+		mux.HandleFunc("GET /hub/{site}", p.serveHub)
 	}
 	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/html; charset=utf-8")
