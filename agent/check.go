@@ -176,6 +176,9 @@ type checkSent struct {
 	Kind         string `json:"kind"`
 	MessageID    string `json:"message_id"`
 	Acknowledged bool   `json:"acknowledged"`
+	// Refused is the collector's reason when it refused the result for
+	// good (and so acknowledged nothing).
+	Refused string `json:"refused,omitempty"`
 }
 
 // checkReport is the whole checklist; -json prints it.

@@ -59,7 +59,7 @@ func (c *checker) checkSpeedtest(ctx context.Context) checkResult {
 
 func mbits(v *float64) string {
 	if v == nil {
-		return "no figure for the"
+		return "? Mbit/s"
 	}
 	return fmt.Sprintf("%.1f Mbit/s", *v/1e6)
 }
@@ -108,16 +108,22 @@ func (c *checker) checkCollector(ctx context.Context) checkResult {
 
 	wait := c.env.ackWait
 	var logs lastWarning
+	var refused refusal
 	stop := func() {}
 	if c.running {
 		// the service looks at its outbox at least every quarter of its
 		// ack timeout
 		wait += cfg.Broker.AckTimeout / 4
 	} else {
-		stop = c.startPublisher(ctx, ob, &logs)
+		stop = c.startPublisher(ctx, ob, &logs, refused.watch(m.MessageID))
 	}
 	acked := waitAcked(ctx, ob, m, wait)
 	stop()
+	if reason, ok := refused.get(); ok {
+		c.sent.Refused = reason
+		return fail("The council's collector refused the test result.",
+			"If step 5 found the clock wrong, put that right first. Otherwise tell your council contact, with the details below.", errors.New(reason))
+	}
 	progressed := !acked && oldest > 0 && oldestPending(context.WithoutCancel(ctx), ob) > oldest
 	sender := "this check"
 	if c.running {
@@ -145,7 +151,7 @@ func (c *checker) checkCollector(ctx context.Context) checkResult {
 // startPublisher runs the agent's publisher on ob, as the service would,
 // until the returned function is called: it publishes the online status on
 // connecting, the outbox, and the offline status on the way out.
-func (c *checker) startPublisher(ctx context.Context, ob *outbox.Outbox, logs *lastWarning) (stop func()) {
+func (c *checker) startPublisher(ctx context.Context, ob *outbox.Outbox, logs *lastWarning, acked func(*wire.Ack)) (stop func()) {
 	cfg := c.cfg
 	budget, err := schedule.NewBudget(ctx, schedule.BudgetConfig{Store: ob, MonthlyBytes: cfg.DataBudget.Bytes(), Location: cfg.Location()})
 	fill := func(*wire.Status) {}
@@ -155,7 +161,7 @@ func (c *checker) startPublisher(ctx context.Context, ob *outbox.Outbox, logs *l
 	pub := publish.New(publish.Options{
 		Site: cfg.Site, BrokerURL: cfg.Broker.URL, Username: cfg.Broker.Username, Password: cfg.Broker.Password,
 		TLS: c.tlsConfig, ConnectTimeout: cfg.Broker.ConnectTimeout, AckTimeout: cfg.Broker.AckTimeout,
-		StatusInterval: cfg.Broker.StatusInterval, Outbox: ob, Budget: fill,
+		StatusInterval: cfg.Broker.StatusInterval, Outbox: ob, Budget: fill, Acked: acked,
 		AgentVersion: version, OS: runtime.GOOS, Arch: runtime.GOARCH, Started: time.Now(),
 		Logger: slog.New(logs),
 	})
@@ -199,8 +205,34 @@ func oldestPending(ctx context.Context, ob *outbox.Outbox) int64 {
 	return es[0].Seq
 }
 
+// refusal notes whether the collector refused one message for good.
+type refusal struct {
+	mu     sync.Mutex
+	reason string
+	seen   bool
+}
+
+// watch returns a publish.Options.Acked hook that looks for id.
+func (r *refusal) watch(id string) func(*wire.Ack) {
+	return func(a *wire.Ack) {
+		for _, rj := range a.Rejected {
+			if rj.MessageID == id {
+				r.mu.Lock()
+				r.reason, r.seen = rj.Reason, true
+				r.mu.Unlock()
+			}
+		}
+	}
+}
+
+func (r *refusal) get() (string, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.reason, r.seen
+}
+
 // lastWarning is a slog handler that keeps the error of the last warning
-// the publisher logged (why a connection failed).
+// with one that the publisher logged (why a connection failed).
 type lastWarning struct {
 	mu   sync.Mutex
 	last error
@@ -209,17 +241,15 @@ type lastWarning struct {
 func (h *lastWarning) Enabled(_ context.Context, l slog.Level) bool { return l >= slog.LevelWarn }
 
 func (h *lastWarning) Handle(_ context.Context, r slog.Record) error {
-	err := errors.New(r.Message)
 	r.Attrs(func(a slog.Attr) bool {
-		if a.Key == "err" {
-			err = fmt.Errorf("%s: %v", r.Message, a.Value.Any())
-			return false
+		if a.Key != "err" {
+			return true
 		}
-		return true
+		h.mu.Lock()
+		h.last = fmt.Errorf("%s: %v", r.Message, a.Value.Any())
+		h.mu.Unlock()
+		return false
 	})
-	h.mu.Lock()
-	h.last = err
-	h.mu.Unlock()
 	return nil
 }
 
