@@ -227,8 +227,8 @@ type checker struct {
 	networkOK  bool
 	gw4, gw6   netip.Addr
 	err4, err6 error
-	// clockWrong: step 5 found the clock wrong or could not tell, for the
-	// TLS step's messages about certificate dates.
+	// clockWrong and clockUnknown: step 5 found the clock wrong, or could
+	// not tell; the TLS step then blames the clock for certificate dates.
 	clockWrong   bool
 	clockUnknown bool
 	tlsConfig    *tls.Config
@@ -268,7 +268,7 @@ func runCheck(ctx context.Context, env checkEnv, configPath string, skipSpeedtes
 	c := &checker{env: env, configPath: configPath, skipSpeedtest: skipSpeedtest, out: newCheckPrinter(stdout, env.display)}
 	rep := checkReport{Config: configPath, AgentVersion: version}
 	c.out.header(configPath)
-	results := map[string]*checkResult{}
+	results := map[string]checkResult{}
 	for i, s := range c.steps() {
 		n := i + 1
 		var r checkResult
@@ -290,7 +290,7 @@ func runCheck(ctx context.Context, env checkEnv, configPath string, skipSpeedtes
 		}
 		r.Step, r.ID, r.Title = n, s.id, s.title
 		rep.Steps = append(rep.Steps, r)
-		results[s.id] = &rep.Steps[len(rep.Steps)-1]
+		results[s.id] = r
 		c.out.result(r)
 		if s.id == "config" && c.cfg != nil {
 			c.detectService()
@@ -299,7 +299,7 @@ func runCheck(ctx context.Context, env checkEnv, configPath string, skipSpeedtes
 			}
 			if c.runningErr != nil {
 				c.out.note("This user cannot read the agent's data (" + c.cfg.DataDir + "), so steps 8 and 11 cannot run: run the check as an administrator (sudo hubmon-agent check).")
-				results["service_detection"] = &checkResult{blocked: true}
+				results["service_detection"] = checkResult{blocked: true}
 			}
 		}
 	}
@@ -325,9 +325,9 @@ func runCheck(ctx context.Context, env checkEnv, configPath string, skipSpeedtes
 }
 
 // firstBlocked returns the first of needs that is blocked, "" if none.
-func firstBlocked(results map[string]*checkResult, needs []string) string {
+func firstBlocked(results map[string]checkResult, needs []string) string {
 	for _, id := range needs {
-		if r := results[id]; r != nil && r.blocked {
+		if results[id].blocked {
 			return id
 		}
 	}

@@ -338,8 +338,9 @@ func TestCheckAgainstCollector(t *testing.T) {
 		if code != 0 {
 			t.Errorf("exit code %d:\n%s", code, out)
 		}
+		out = normalise(out, hub)
 		for _, want := range []string{
-			"The hubmon service is running on this Pi",
+			"the hubmon service is running on this Pi",
 			"Not tried on its own: the hubmon service is logged in as this hub",
 			`probe "check-dns", sent by the hubmon service`,
 		} {

@@ -55,8 +55,9 @@ func utf8Locale(getenv func(string) string) bool {
 const (
 	// checkTitleWidth fits the longest step title.
 	checkTitleWidth = 21
-	// checkLineWidth is where text wraps.
-	checkLineWidth = 100
+	// checkLineWidth is where text wraps: a Raspberry Pi's console and
+	// most terminals are 80 columns wide.
+	checkLineWidth = 80
 	ansiReset      = "\033[0m"
 	ansiClearLine  = "\r\033[K"
 )
@@ -178,7 +179,9 @@ func (p *checkPrinter) speedProgress(sp probe.SpeedtestProgress) {
 	pre, _ := p.prefix("running", p.step, p.title)
 	text := words + "..."
 	if sp.Planned > 0 {
-		text = fmt.Sprintf("%-22s %s %7.1f Mbit/s", words, p.bar(float64(sp.Elapsed)/float64(sp.Planned)), sp.BitsPerSecond/1e6)
+		// short enough for an 80-column console: a line that wraps cannot
+		// be rewritten
+		text = fmt.Sprintf("%-8s %s %6.1f Mbit/s", sp.Phase, p.bar(float64(sp.Elapsed)/float64(sp.Planned)), sp.BitsPerSecond/1e6)
 	}
 	fmt.Fprint(p.w, ansiClearLine+pre+text)
 	p.showing = true
@@ -248,7 +251,7 @@ func (p *checkPrinter) note(text string) {
 		return
 	}
 	_, indent := p.prefix(checkPass, 1, "")
-	for _, line := range wrap("Note: "+text, checkLineWidth-indent) {
+	for _, line := range wrap("Note: "+lowerFirst(text), checkLineWidth-indent) {
 		fmt.Fprintln(p.w, strings.Repeat(" ", indent)+line)
 	}
 }
