@@ -176,6 +176,9 @@ func (c *checker) checkDNS(ctx context.Context) checkResult {
 		return fail("Names cannot be looked up: the hub's name server (DNS) does not answer.",
 			"Restart the router; if that does not help, ask whoever looks after the hub's network to check its DNS.", err)
 	}
+	for i, a := range addrs {
+		addrs[i] = a.Unmap() // an IPv4 address as such, to dial and to show
+	}
 	c.addrs = addrs
 	c.dnsResult = &wire.Measurement{
 		Probe: checkDNSProbe, Kind: wire.KindDNS, MeasuredAt: at.UTC(), DurationSeconds: took.Seconds(), Success: true,
@@ -188,7 +191,7 @@ func (c *checker) checkDNS(ctx context.Context) checkResult {
 	}
 	shown := make([]string, 0, 2)
 	for _, a := range addrs[:min(len(addrs), 2)] {
-		shown = append(shown, a.Unmap().String())
+		shown = append(shown, a.String())
 	}
 	return pass(fmt.Sprintf("Found the council server: %s is %s.", c.host, strings.Join(shown, ", ")))
 }
