@@ -371,9 +371,11 @@ func TestDefaultGatewaysAndAnswers(t *testing.T) {
 	if ok, err := GatewayAnswers(context.Background(), []netip.Addr{gw4}, refuse); !ok || err != nil {
 		t.Errorf("refused: %v %v, want an answer", ok, err)
 	}
+	mu.Lock() // the other attempts may still be running
 	if len(dialled) == 0 || !strings.HasPrefix(dialled[0], "192.0.2.1:") {
 		t.Errorf("dialled %v", dialled)
 	}
+	mu.Unlock()
 	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
 	defer cancel()
 	if ok, err := GatewayAnswers(ctx, []netip.Addr{gw4}, hang); ok || err == nil {
