@@ -38,6 +38,7 @@ const usage = `hubmon-agent measures a community hub's broadband and reports it 
 Usage:
   hubmon-agent run -config agent.yaml [-check-config] [-log-level info]
   hubmon-agent once -config agent.yaml [-json] [-probe NAME]
+  hubmon-agent check -config agent.yaml [-json] [-skip-speedtest]
   hubmon-agent enrol [-config agent.yaml] FILE | CODE    (install the council's enrolment for this hub)
   hubmon-agent version
 
@@ -55,6 +56,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return cmdRun(ctx, args[1:], getenv, stdout, stderr)
 	case "once":
 		return cmdOnce(ctx, args[1:], getenv, stdout, stderr)
+	case "check":
+		return cmdCheck(ctx, args[1:], getenv, stdout, stderr)
 	case "enrol", "enroll":
 		return cmdEnrol(ctx, args[1:], getenv, stdout, stderr)
 	case "version", "-version", "--version":

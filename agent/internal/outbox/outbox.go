@@ -49,6 +49,7 @@ type Entry struct {
 // Outbox is the agent's SQLite outbox.
 type Outbox struct {
 	db      *sql.DB
+	lock    *os.File // the shared lock of InUse; nil where there is none
 	maxRows int64
 	agentID string
 	siteID  string
@@ -63,19 +64,25 @@ func DSN(path string) string {
 
 // Open opens (creating if needed) the outbox at path for site. maxRows bounds
 // the number of waiting measurements: adding beyond it drops the oldest and
-// counts them.
+// counts them. The Outbox holds a shared lock until Close, which InUse sees.
 func Open(path, site string, maxRows int) (*Outbox, error) {
 	if maxRows < 1 {
 		return nil, fmt.Errorf("open outbox %q: max rows must be positive (got %d)", path, maxRows)
 	}
-	db, err := sql.Open("sqlite3", DSN(path))
+	lock, err := lockShared(path)
 	if err != nil {
 		return nil, fmt.Errorf("open outbox %q: %w", path, err)
 	}
+	db, err := sql.Open("sqlite3", DSN(path))
+	if err != nil {
+		unlock(lock)
+		return nil, fmt.Errorf("open outbox %q: %w", path, err)
+	}
 	db.SetMaxOpenConns(1) // one writer; SQLite serialises writes anyway
-	o := &Outbox{db: db, maxRows: int64(maxRows), siteID: site}
+	o := &Outbox{db: db, lock: lock, maxRows: int64(maxRows), siteID: site}
 	if err := o.init(); err != nil {
 		db.Close()
+		unlock(lock)
 		var se sqlite3.Error
 		if errors.As(err, &se) && (se.Code == sqlite3.ErrCorrupt || se.Code == sqlite3.ErrNotADB) || errors.Is(err, errIntegrity) {
 			err = fmt.Errorf("%w: %w", ErrCorrupt, err)
@@ -294,5 +301,16 @@ func (o *Outbox) Stats(ctx context.Context) (Stats, error) {
 	return s, nil
 }
 
-// Close closes the database.
-func (o *Outbox) Close() error { return o.db.Close() }
+// Close closes the database, then releases the lock.
+func (o *Outbox) Close() error {
+	err := o.db.Close()
+	unlock(o.lock)
+	return err
+}
+
+// unlock releases a lock taken by lockShared (nil: none).
+func unlock(f *os.File) {
+	if f != nil {
+		_ = f.Close()
+	}
+}

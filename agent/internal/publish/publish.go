@@ -57,6 +57,10 @@ type Options struct {
 	// (BudgetMonth, DataBudgetBytes, DataUsedBytes, SpeedtestsSkipped,
 	// SpeedtestsShortened); it is called from the publisher's goroutine.
 	Budget func(st *wire.Status)
+	// Acked, if set, is called with each ack from the collector once the
+	// outbox has deleted what it names (a rejected entry is deleted too),
+	// from the publisher's goroutine; it must return quickly.
+	Acked  func(a *wire.Ack)
 	Logger *slog.Logger
 	Now    func() time.Time
 }
@@ -364,6 +368,9 @@ func (p *Publisher) handleAck(ctx context.Context, a *wire.Ack, inflight map[str
 	}
 	for _, id := range ids {
 		delete(inflight, id)
+	}
+	if p.opts.Acked != nil {
+		p.opts.Acked(a)
 	}
 }
 
