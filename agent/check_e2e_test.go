@@ -235,6 +235,15 @@ func startMosquitto(tb testing.TB, dir, passwd string) string {
 		"/etc/mosquitto/hubmon.acl", acl,
 		"/var/lib/mosquitto/", dir+"/",
 	).Replace(string(conf))
+	// the hubs' TLS listener needs the council's certificates; this test is
+	// about passwords on the plain one (collector/enrol_e2e_test.go runs the
+	// whole file with a generated CA)
+	tlsListener := strings.Index(text, "\n# MQTT over TLS for the hubs")
+	if tlsListener < 0 {
+		tb.Fatal("deploy/mosquitto/hubmon.conf changed: no TLS listener section to leave out")
+	}
+	// Debian's main config, which sets where the broker saves, is not used here
+	text = text[:tlsListener+1] + "persistence_location " + dir + "/\n"
 	for _, want := range []string{passwd, acl, fmt.Sprint(port)} {
 		if !strings.Contains(text, want) {
 			tb.Fatalf("deploy/mosquitto/hubmon.conf changed: could not set %q", want)
