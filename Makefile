@@ -7,13 +7,55 @@ LDFLAGS := -X main.version=$(VERSION) -X main.revision=$(REVISION)
 # go-sqlite3 needs cgo; CGO_ENABLED=0 silently builds a stub that fails at run time
 export CGO_ENABLED := 1
 
-.PHONY: all build run test deps bench bench-accuracy fuzz vet lint clean
+.PHONY: all build dist run test deps bench bench-accuracy fuzz vet lint clean FORCE
 
 all: build
 
 build:
 	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/hubmon-agent ./agent
 	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/hubmon-collector ./collector
+
+## dist: static release binaries in $(DIST)/, hubmon-<name>-linux-<target>:
+## the agent for amd64, arm64, armv7 (Pi 2 and later, 32-bit) and armv6 (Pi
+## Zero and 1; also in the armhf package, as it runs on every Pi), the
+## collector for amd64 and arm64. Needs Debian's cross compilers:
+## gcc-aarch64-linux-gnu, gcc-arm-linux-gnueabihf, gcc-arm-linux-gnueabi.
+# Static, so that one binary runs on any Raspberry Pi OS release (a dynamic
+# cross build needs the build machine's glibc 2.36 or later at run time):
+# osusergo and netgo keep glibc's NSS (getpwnam, getaddrinfo, which want
+# shared objects at run time) out, so DNS is Go's own resolver;
+# sqlite_omit_load_extension keeps dlopen out.
+# armv6: Debian's armhf libc is built for ARMv7 Thumb-2 (its crt1.o alone
+# traps on an ARM1176), so the armv6 build links Debian's armel libc (ARMv5TE,
+# soft-float calling convention; the C code still uses the VFP), which is all
+# inside the static binary and so runs on armhf systems too.
+DIST ?= dist
+DIST_BINS := $(addprefix $(DIST)/hubmon-agent-linux-,amd64 arm64 armv7 armv6) \
+	$(addprefix $(DIST)/hubmon-collector-linux-,amd64 arm64)
+STATIC_TAGS := osusergo,netgo,sqlite_omit_load_extension
+STATIC_LDFLAGS := -s -w $(LDFLAGS) -linkmode external -extldflags "-static"
+GOARCH_amd64 := amd64
+GOARCH_arm64 := arm64
+GOARCH_armv7 := arm
+GOARCH_armv6 := arm
+GOARM_armv7 := 7
+GOARM_armv6 := 6
+CC_amd64 := x86_64-linux-gnu-gcc
+CC_arm64 := aarch64-linux-gnu-gcc
+CC_armv7 := arm-linux-gnueabihf-gcc
+CC_armv6 := arm-linux-gnueabi-gcc
+CFLAGS_armv6 := -march=armv6 -mfpu=vfp -mfloat-abi=softfp -marm
+
+dist: $(DIST_BINS)
+
+# hubmon-<name>-linux-<target>; go build decides what is out of date
+$(DIST_BINS): $(DIST)/hubmon-%: FORCE
+	@mkdir -p $(@D)
+	GOOS=linux GOARCH=$(GOARCH_$(lastword $(subst -, ,$*))) GOARM=$(GOARM_$(lastword $(subst -, ,$*))) \
+	CC=$(CC_$(lastword $(subst -, ,$*))) CGO_CFLAGS='-O2 $(CFLAGS_$(lastword $(subst -, ,$*)))' \
+	$(GO) build -trimpath -tags $(STATIC_TAGS) -ldflags '$(STATIC_LDFLAGS)' -o $@ ./$(firstword $(subst -, ,$*))
+
+FORCE:
 
 ## run: the collector (embedded broker, speed-test server) and one local agent; Ctrl-C stops both
 run: build
