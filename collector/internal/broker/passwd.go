@@ -205,7 +205,8 @@ func hashPBKDF2(password string, salt []byte, iterations int) (string, error) {
 // AddUser adds user with password to the password file at path, or replaces
 // the user's entry, keeping every other line as it is. It creates the file
 // with mode 0600 if needed and replaces it atomically (a temporary file in the
-// same directory, then rename). It refuses to write a file the broker could
+// same directory, then rename), keeping the mode, owner and group of the file
+// it replaces. It refuses to write a file the broker could
 // not load. The broker picks the change up on Reload.
 func AddUser(path, user, password string) error {
 	if err := checkUserName(user); err != nil {
@@ -217,13 +218,14 @@ func AddUser(path, user, password string) error {
 	}
 	old, err := os.ReadFile(path)
 	mode := fs.FileMode(0o600)
+	var prev fs.FileInfo // the file replaced, whose mode and owner the new one keeps
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
 	case err != nil:
 		return fmt.Errorf("add user %q: read password file: %w", user, err)
 	default:
 		if st, err := os.Stat(path); err == nil {
-			mode = st.Mode().Perm()
+			mode, prev = st.Mode().Perm(), st
 		}
 	}
 
@@ -256,13 +258,17 @@ func AddUser(path, user, password string) error {
 	if _, err := parsePasswords(out.Bytes()); err != nil {
 		return fmt.Errorf("add user %q: password file %q has other broken lines, not writing it: %w", user, path, err)
 	}
-	if err := writeFileAtomic(path, out.Bytes(), mode); err != nil {
+	if err := writeFileAtomic(path, out.Bytes(), mode, prev); err != nil {
 		return fmt.Errorf("add user %q: %w", user, err)
 	}
 	return nil
 }
 
-func writeFileAtomic(path string, data []byte, mode fs.FileMode) error {
+// writeFileAtomic replaces path with data, with mode, and with the owner and
+// group of prev if not nil: root adding a user to the password file of a
+// service that runs as another user (root:hubmon 0640, say) must leave it
+// readable to the service.
+func writeFileAtomic(path string, data []byte, mode fs.FileMode, prev fs.FileInfo) error {
 	dir := filepath.Dir(path)
 	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp*")
 	if err != nil {
@@ -273,6 +279,10 @@ func writeFileAtomic(path string, data []byte, mode fs.FileMode) error {
 	if err := f.Chmod(mode); err != nil {
 		f.Close()
 		return fmt.Errorf("write password file: %w", err)
+	}
+	if err := keepOwner(f, prev); err != nil {
+		f.Close()
+		return fmt.Errorf("write password file: keep the owner of %q: %w", path, err)
 	}
 	if _, err := f.Write(data); err != nil {
 		f.Close()
