@@ -7,7 +7,7 @@ LDFLAGS := -X main.version=$(VERSION) -X main.revision=$(REVISION)
 # go-sqlite3 needs cgo; CGO_ENABLED=0 silently builds a stub that fails at run time
 export CGO_ENABLED := 1
 
-.PHONY: all build dist run test deps bench bench-accuracy fuzz vet lint clean FORCE
+.PHONY: all build dist deb run test deps bench bench-accuracy fuzz vet lint clean FORCE
 
 all: build
 
@@ -56,6 +56,26 @@ $(DIST_BINS): $(DIST)/hubmon-%: FORCE
 	$(GO) build -trimpath -tags $(STATIC_TAGS) -ldflags '$(STATIC_LDFLAGS)' -o $@ ./$(firstword $(subst -, ,$*))
 
 FORCE:
+
+## deb: Debian packages in $(DIST)/, made by nfpm (deploy/nfpm/): hubmon-agent
+## for amd64, arm64 and armhf (with the armv6 binary, which runs on every Pi),
+## hubmon-collector for amd64 and arm64; systemd units in deploy/systemd/
+# A Debian version starts with a digit: tag v1.2.3-4-gabc -> 1.2.3+4+gabc;
+# untagged -> 0.0.0~git<describe>, below any release
+DEB_VERSION ?= $(shell v='$(VERSION)'; v=$${v#v}; case "$$v" in ([0-9]*.[0-9]*) echo "$$v";; (*) echo "0.0.0~git$$v";; esac | tr - +)
+# package:nfpm-arch:dist-target (nfpm's arm7 is Debian's armhf)
+DEB_PACKAGES := agent:amd64:amd64 agent:arm64:arm64 agent:arm7:armv6 collector:amd64:amd64 collector:arm64:arm64
+
+# nfpm expands variables in arch and version but not in contents: the binary's
+# path is written into a copy of the config
+deb: dist
+	@for p in $(DEB_PACKAGES); do \
+	  IFS=: read -r name arch target <<< "$$p"; \
+	  conf=$(DIST)/.nfpm-$$name-$$arch.yaml; \
+	  sed 's|$${BIN}|$(DIST)/hubmon-'$$name-linux-$$target'|' deploy/nfpm/hubmon-$$name.yaml > $$conf && \
+	  DEB_VERSION='$(DEB_VERSION)' DEB_ARCH=$$arch $(GO) tool nfpm package -f $$conf -p deb -t $(DIST)/ && \
+	  rm -f $$conf || exit 1; \
+	done
 
 ## run: the collector (embedded broker, speed-test server) and one local agent; Ctrl-C stops both
 run: build
