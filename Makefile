@@ -81,9 +81,15 @@ deb: dist
 run: build
 	./deploy/dev/run.sh
 
-## test: vet, every test (unit, real Mosquitto, real binaries end to end) with the race detector, and a short fuzz
-test: deps vet build
-	$(GO) test -race -count=1 -timeout 20m ./...
+## test: vet, every test (unit, real Mosquitto, real binaries end to end, the
+## release binaries under qemu and the Debian packages installed) with the
+## race detector, and a short fuzz
+# dist first: the cross builds' slow part (SQLite for each target) lands in the
+# Go build cache before the timing-sensitive tests run beside deploy's, which
+# then only link. HUBMON_REQUIRE_DIST: deploy's tests fail, not skip, without
+# the cross compilers, qemu or dpkg.
+test: deps vet build dist
+	HUBMON_REQUIRE_DIST=1 $(GO) test -race -count=1 -timeout 20m ./...
 	$(GO) test -run '^$$' -fuzz FuzzDecodeMeasurement -fuzztime 10s ./agent/wire/
 
 ## bench: Go benchmarks (outbox, store)
@@ -98,14 +104,16 @@ bench-accuracy: build
 fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzDecodeMeasurement -fuzztime 5m ./agent/wire/
 
-# the tests run a real Mosquitto and promtool; say how to get them
+# the tests run a real Mosquitto and promtool, the cross compilers and qemu; say how to get them
 deps:
 	@command -v mosquitto >/dev/null && command -v promtool >/dev/null && command -v prometheus >/dev/null || { \
 	  echo "make test needs mosquitto, prometheus and promtool: sudo apt-get install -y mosquitto prometheus"; exit 1; }
+	@for c in $(sort $(CC_arm64) $(CC_armv7) $(CC_armv6)) qemu-aarch64-static qemu-arm-static; do command -v $$c >/dev/null || { \
+	  echo "make test needs $$c: sudo apt-get install -y gcc-aarch64-linux-gnu libc6-dev-arm64-cross gcc-arm-linux-gnueabihf libc6-dev-armhf-cross gcc-arm-linux-gnueabi libc6-dev-armel-cross qemu-user-static"; exit 1; }; done
 
 vet:
 	$(GO) vet ./...
-	@test -z "$$(gofmt -l agent collector)" || { echo "gofmt needed:"; gofmt -l agent collector; exit 1; }
+	@test -z "$$(gofmt -l agent collector deploy)" || { echo "gofmt needed:"; gofmt -l agent collector deploy; exit 1; }
 
 lint: vet
 
