@@ -391,9 +391,12 @@ func editDistance(a, b string) int {
 }
 
 // expand replaces each ${NAME} in s with getenv(NAME) and each $$ with one $.
-// Any other $ is a problem, as is a variable that is unset or empty. It
-// returns the names of the variables used, and a message for each problem;
-// the messages never include a variable's value.
+// ${NAME:-default} is getenv(NAME), or default (as written, possibly empty)
+// when that is unset or empty: for a setting that may be left out, such as a
+// CA file that only a TLS broker needs. Any other $ is a problem, as is a
+// variable without a default that is unset or empty. It returns the names of
+// the variables used, and a message for each problem; the messages never
+// include a variable's value.
 func expand(s string, getenv func(string) string) (out string, vars, problems []string) {
 	if !strings.Contains(s, "$") {
 		return s, nil, nil
@@ -414,14 +417,17 @@ func expand(s string, getenv func(string) string) (out string, vars, problems []
 			if end < 0 {
 				return "", nil, append(problems, `"${" without a closing "}"`)
 			}
-			name := rest[1:end]
+			ref := rest[1:end]
 			i += 1 + end
-			if !validVarName(name) {
-				problems = append(problems, fmt.Sprintf("%q: a variable is written ${NAME}, NAME being letters, digits and underscores", "${"+name+"}"))
+			name, def, hasDefault := strings.Cut(ref, ":-")
+			if !validVarName(name) || strings.Contains(def, "$") {
+				problems = append(problems, fmt.Sprintf("%q: a variable is written ${NAME} or ${NAME:-default}, NAME being letters, digits and underscores, and the default without a \"$\"", "${"+ref+"}"))
 				continue
 			}
 			v := getenv(name)
-			if v == "" {
+			if v == "" && hasDefault {
+				v = def
+			} else if v == "" {
 				problems = append(problems, fmt.Sprintf("environment variable %s is not set (or is empty)", name))
 				continue
 			}
