@@ -13,6 +13,7 @@ import (
 	"math/big"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"reflect"
 	"strings"
@@ -350,5 +351,231 @@ func TestInstallBoot(t *testing.T) {
 	// the note is not taken for a bundle next time
 	if file, _, err := InstallBoot(ctx, patterns, opts); file != "" || err != nil {
 		t.Fatalf("after installing: %q %v", file, err)
+	}
+}
+
+// packaged copies the Debian package's agent.yaml, which takes every
+// per-hub value from a variable, into a new directory and returns its path.
+func packaged(t *testing.T) string {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join("..", "..", "..", "deploy", "nfpm", "etc", "agent.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "agent.yaml")
+	if err := os.WriteFile(path, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// readEnv reads an environment file as systemd would.
+func readEnv(t *testing.T, path string) map[string]string {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	env := map[string]string{}
+	for _, l := range parseEnvFile(data) {
+		if l.name != "" {
+			if !l.ok {
+				t.Fatalf("%s: cannot read %q", path, l.text)
+			}
+			env[l.name] = l.value
+		}
+	}
+	return env
+}
+
+// TestInstallEnv: the packaged config stays as it is; the enrolment goes
+// into agent.env next to it, and the config loads with that environment.
+func TestInstallEnv(t *testing.T) {
+	path := packaged(t)
+	dir := filepath.Dir(path)
+	shipped, _ := os.ReadFile(path)
+	ca := newCA(t, "council")
+	b := bundle(t, "hub-1", ca)
+	res, err := Install(context.Background(), b, Options{ConfigPath: path})
+	if err != nil {
+		t.Fatal(err)
+	}
+	envPath := filepath.Join(dir, EnvFileName)
+	caPath := filepath.Join(dir, CAFileName)
+	if res.Created || res.EnvPath != envPath || !res.EnvCreated || res.Probes != 4 || res.CAPath != caPath ||
+		res.EchoTarget != "127.0.0.1:9471" || res.PreviousSite != "" {
+		t.Fatalf("result %+v", res)
+	}
+	if got, _ := os.ReadFile(path); string(got) != string(shipped) {
+		t.Fatal("the config was changed")
+	}
+	if got, _ := os.ReadFile(caPath); string(got) != string(ca.pem) {
+		t.Fatal("CA file differs from the bundle's")
+	}
+	text, _ := os.ReadFile(envPath)
+	want := envHeader + `HUBMON_SITE=hub-1
+HUBMON_BROKER_URL=mqtts://127.0.0.1:8883
+HUBMON_MQTT_PASSWORD=` + b.Password + `
+HUBMON_CA_FILE=` + caPath + `
+HUBMON_ECHO_TARGET=127.0.0.1:9471
+`
+	if string(text) != want {
+		t.Fatalf("%s:\n%s\nwant:\n%s", envPath, text, want)
+	}
+	wantVars := []EnvVar{{"HUBMON_SITE", "hub-1"}, {"HUBMON_BROKER_URL", b.BrokerURL}, {"HUBMON_MQTT_PASSWORD", b.Password},
+		{"HUBMON_CA_FILE", caPath}, {"HUBMON_ECHO_TARGET", "127.0.0.1:9471"}}
+	if !reflect.DeepEqual(res.Env, wantVars) {
+		t.Errorf("Env %v", res.Env)
+	}
+	if st, _ := os.Stat(envPath); st.Mode().Perm() != 0o600 {
+		t.Errorf("%s: mode %v, want 0600", envPath, st.Mode().Perm())
+	}
+	env := readEnv(t, envPath)
+	cfg, err := config.Load(path, func(k string) string { return env[k] })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Site != "hub-1" || cfg.Broker.Password != b.Password || cfg.Broker.CAFile != caPath || cfg.Broker.URL != "ssl://127.0.0.1:8883" ||
+		cfg.Probes[1].LineQuality.UDPTarget != "127.0.0.1:9471" {
+		t.Fatalf("config with the environment: %+v %+v", cfg.Broker, cfg.Probes[1].LineQuality)
+	}
+
+	// again, to a plain broker with an awkward password, into a file that
+	// someone has added to: their lines stay, in place; the CA variable goes
+	os.WriteFile(envPath, []byte(`# local additions
+TZ=Europe/London
+HUBMON_SITE=hub-1
+  HUBMON_MQTT_PASSWORD = 'old'
+HUBMON_OTHER="a b"
+HUBMON_SITE=hub-1-dup
+HUBMON_CA_FILE=`+caPath+`
+`), 0o644)
+	os.Chmod(envPath, 0o644)
+	pw := `pa$$ "w` + "`" + `o'rd\ x`
+	plain := &wire.Bundle{Format: wire.BundleFormat, Version: 1, Site: "hub-2", Username: "hub-2", Password: pw, BrokerURL: "mqtt://broker.example:1883"}
+	res, err = Install(context.Background(), plain, Options{ConfigPath: path})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.EnvCreated || res.PreviousSite != "hub-1-dup" || res.CAPath != "" || res.EchoTarget != "broker.example:9471" {
+		t.Fatalf("result %+v", res)
+	}
+	text, _ = os.ReadFile(envPath)
+	want = `# local additions
+TZ=Europe/London
+HUBMON_SITE=hub-2
+HUBMON_MQTT_PASSWORD="pa\$\$ \"w\` + "`" + `o'rd\\ x"
+HUBMON_OTHER="a b"
+HUBMON_BROKER_URL=mqtt://broker.example:1883
+HUBMON_ECHO_TARGET=broker.example:9471
+`
+	if string(text) != want {
+		t.Fatalf("%s:\n%s\nwant:\n%s", envPath, text, want)
+	}
+	if st, _ := os.Stat(envPath); st.Mode().Perm() != 0o640 {
+		t.Errorf("%s: mode %v, want 0640 (0644 less others' access)", envPath, st.Mode().Perm())
+	}
+	env = readEnv(t, envPath)
+	if env["HUBMON_MQTT_PASSWORD"] != pw || env["HUBMON_OTHER"] != "a b" {
+		t.Fatalf("read back: %q", env)
+	}
+	cfg, err = config.Load(path, func(k string) string { return env[k] })
+	if err != nil || cfg.Broker.Password != pw || cfg.Broker.CAFile != "" || cfg.Broker.URL != "tcp://broker.example:1883" {
+		t.Fatalf("config with the environment: %v %+v", err, cfg)
+	}
+	// a shell reads it the same
+	out, err := exec.Command("sh", "-c", `set -a; . "$1"; printf %s "$HUBMON_MQTT_PASSWORD"`, "sh", envPath).Output()
+	if err != nil || string(out) != pw {
+		t.Fatalf("sh reads the password as %q (%v), want %q", out, err, pw)
+	}
+
+	// the echo target, when it is not the broker's host
+	res, err = Install(context.Background(), plain, Options{ConfigPath: path, EchoTarget: "echo.example:7"})
+	if err != nil || res.EchoTarget != "echo.example:7" || readEnv(t, envPath)["HUBMON_ECHO_TARGET"] != "echo.example:7" {
+		t.Fatalf("echo target: %v %+v", err, res)
+	}
+	if got, _ := os.ReadFile(path); string(got) != string(shipped) {
+		t.Fatal("the config was changed")
+	}
+}
+
+// TestInstallEnvRefuses: a config taking its site from a variable but
+// something enrol owns written out differs from the bundle, or an invalid
+// result: nothing is changed.
+func TestInstallEnvRefuses(t *testing.T) {
+	ca := newCA(t, "council")
+	tests := []struct {
+		name, from, to string
+		opts           Options
+		want           []string
+	}{
+		{"a URL written out", "url: ${HUBMON_BROKER_URL}", "url: ssl://elsewhere:8883",
+			Options{}, []string{"broker.url is written out in it (line ", "), not taken from a variable: write url: ${HUBMON_BROKER_URL}"}},
+		{"no ca_file for the council CA", "  ca_file: \"${HUBMON_CA_FILE:-}\"\n", "",
+			Options{}, []string{`broker.ca_file is missing: write ca_file: "${HUBMON_CA_FILE:-}"`}},
+		{"one variable for two values", "url: ${HUBMON_BROKER_URL}", "url: ${HUBMON_SITE}",
+			Options{}, []string{"site and broker.url both take ${HUBMON_SITE}, and the enrolment sets them differently"}},
+		{"an invalid result", "", "",
+			Options{EchoTarget: "no port"}, []string{"agent.env was left as it was", `probes[1].linequality.udp_target: must be host:port`}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			path := packaged(t)
+			dir := filepath.Dir(path)
+			data, _ := os.ReadFile(path)
+			conf := strings.Replace(string(data), tt.from, tt.to, 1)
+			if conf == string(data) && tt.from != "" {
+				t.Fatalf("%q is not in the packaged config", tt.from)
+			}
+			os.WriteFile(path, []byte(conf), 0o644)
+			envPath := filepath.Join(dir, EnvFileName)
+			os.WriteFile(envPath, []byte("HUBMON_SITE=old\n"), 0o600)
+			tt.opts.ConfigPath = path
+			_, err := Install(context.Background(), bundle(t, "hub-1", ca), tt.opts)
+			for _, want := range tt.want {
+				if err == nil || !strings.Contains(err.Error(), want) {
+					t.Errorf("got %v, want %q", err, want)
+				}
+			}
+			if got, _ := os.ReadFile(envPath); string(got) != "HUBMON_SITE=old\n" {
+				t.Errorf("agent.env changed: %q", got)
+			}
+			if got, _ := os.ReadFile(path); string(got) != conf {
+				t.Error("the config changed")
+			}
+			entries, _ := os.ReadDir(dir)
+			if len(entries) != 2 {
+				t.Errorf("files left: %v", entries)
+			}
+		})
+	}
+}
+
+func TestParseEnvLine(t *testing.T) {
+	for _, tt := range []struct {
+		line, name, value string
+		ok                bool
+	}{
+		{"A=b", "A", "b", true},
+		{"  A = b c  ", "A", "b c", true},
+		{"A=", "A", "", true},
+		{`A='x "$y\'`, "A", `x "$y\`, true},
+		{`A="x \"\$y\\ \n"`, "A", `x "$y\ \n`, true},
+		{`A=x\ y\\`, "A", `x y\`, true},
+		{"A=b # not a comment", "A", "b # not a comment", true},
+		{`A="open`, "A", "", false},
+		{`A='open`, "A", "", false},
+		{`A=continued\`, "A", "", false},
+		{"# A=b", "", "", false},
+		{"; A=b", "", "", false},
+		{"", "", "", false},
+		{"no assignment", "", "", false},
+		{"1A=b", "", "", false},
+		{"export A=b", "", "", false},
+	} {
+		name, value, ok := parseEnvLine(tt.line)
+		if name != tt.name || value != tt.value || ok != tt.ok {
+			t.Errorf("parseEnvLine(%q) = %q, %q, %v; want %q, %q, %v", tt.line, name, value, ok, tt.name, tt.value, tt.ok)
+		}
 	}
 }

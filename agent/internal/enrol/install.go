@@ -1,9 +1,20 @@
-// Package enrol installs an enrolment bundle (wire.Bundle) on a hub: it
-// writes the site, broker and credentials into the agent's config, keeping
-// every other setting (probes above all) of a config that is there already,
-// and the council CA into a file next to it. It also finds bundles dropped
-// on the SD card's boot partition (boot.go) and, for a short code, takes the
-// CA certificate from the broker's TLS handshake (ca.go).
+// Package enrol installs an enrolment bundle (wire.Bundle) on a hub, in one
+// of two ways, chosen by the agent's config:
+//
+//   - A config that takes its site from a variable (site: ${HUBMON_SITE}, as
+//     the Debian package's does, the same file on every Pi) is not changed:
+//     the bundle's values go into the variables it names, in the
+//     EnvironmentFile next to it (agent.env, see env.go), with the line-quality
+//     target derived from the broker's host.
+//   - Any other config (or none) has the site, broker and credentials written
+//     into it, keeping every other setting (probes above all) of a config that
+//     is there already.
+//
+// Either way the council CA goes into a file next to the config, and the
+// result is loaded as the agent would load it before anything is replaced.
+// The package also finds bundles dropped on the SD card's boot partition
+// (boot.go) and, for a short code, takes the CA certificate from the broker's
+// TLS handshake (ca.go).
 package enrol
 
 import (
@@ -46,6 +57,13 @@ type Options struct {
 	// FetchTimeout bounds taking the CA certificate from the broker, for a
 	// bundle from a short code. Default 15s.
 	FetchTimeout time.Duration
+	// EnvPath is the environment file of a config that takes its values
+	// from variables. Default EnvFileName in the config's directory.
+	EnvPath string
+	// EchoTarget is the line-quality probes' UDP echo target (host:port),
+	// for a config that takes it from a variable. Default the broker's host
+	// and DefaultEchoPort.
+	EchoTarget string
 }
 
 // Result says what Install did.
@@ -65,7 +83,22 @@ type Result struct {
 	CA *x509.Certificate
 	// CAFromBroker is true when the CA came from the broker (a short code).
 	CAFromBroker bool
+
+	// EnvPath is the environment file written, when the config takes its
+	// values from variables ("": the config itself was written).
+	EnvPath string
+	// EnvCreated is true when there was no environment file before.
+	EnvCreated bool
+	// Env holds the variables written to EnvPath, in the config's order of
+	// use, and their values. It holds the password: never log it.
+	Env []EnvVar
+	// EchoTarget is the line-quality target written to Env, if the config
+	// takes one from a variable.
+	EchoTarget string
 }
+
+// EnvVar is a variable of an environment file.
+type EnvVar struct{ Name, Value string }
 
 // freshConfig is the config Install starts from when there is none.
 const freshConfig = `# hubmon-agent configuration, written by "hubmon-agent enrol".
@@ -89,12 +122,14 @@ probes:
     kind: http
 `
 
-// Install writes b into the agent's config at opts.ConfigPath (see the
-// package documentation). For a bundle from a short code it first takes the
-// CA certificate from the broker, which must therefore be reachable. The
-// config is validated before it replaces the old one, and replaced
-// atomically with the old one's mode (less any access for others: it now
-// holds a password) and owner; a new one is 0640 with its directory's group.
+// Install installs b for the agent's config at opts.ConfigPath (see the
+// package documentation): into its environment file if it takes its site
+// from a variable (installEnv), else into the config itself. For a bundle
+// from a short code it first takes the CA certificate from the broker, which
+// must therefore be reachable. The result is validated before it replaces
+// anything. A config is replaced atomically with the old one's mode (less
+// any access for others: it now holds a password) and owner; a new one is
+// 0640 with its directory's group.
 func Install(ctx context.Context, b *wire.Bundle, opts Options) (*Result, error) {
 	if opts.ConfigPath == "" {
 		return nil, errors.New("install enrolment: no config path")
@@ -151,6 +186,9 @@ func Install(ctx context.Context, b *wire.Bundle, opts Options) (*Result, error)
 	if root.Kind != yaml.MappingNode {
 		return nil, fmt.Errorf("the agent's config %s is not a mapping of settings: fix it, or move it away and enrol again", opts.ConfigPath)
 	}
+	if siteVar, ok := varRef(lookup(root, "site")); ok {
+		return installEnv(b, caPEM, root, siteVar, absDir, opts, res)
+	}
 	if prev := scalar(root, "site"); prev != "" && prev != b.Site {
 		res.PreviousSite = prev
 	}
@@ -182,24 +220,12 @@ func Install(ctx context.Context, b *wire.Bundle, opts Options) (*Result, error)
 	enc.Close()
 
 	// the CA first: the config is validated with its ca_file in place
-	var restoreCA func()
+	restoreCA := func() {}
 	if len(caPEM) > 0 {
-		certs, err := wire.CACertificates(string(caPEM))
-		if err != nil {
-			return nil, fmt.Errorf("the CA certificate: %w", err)
+		if res.CA, restoreCA, err = writeCA(caPath, caPEM); err != nil {
+			return nil, err
 		}
-		res.CAPath, res.CA = caPath, certs[0]
-		prevCA, prevErr := os.ReadFile(caPath)
-		if err := writeAtomic(caPath, caPEM, 0o644, nil); err != nil {
-			return nil, fmt.Errorf("write the CA certificate: %w", err)
-		}
-		restoreCA = func() {
-			if prevErr == nil {
-				_ = writeAtomic(caPath, prevCA, 0o644, nil)
-			} else {
-				os.Remove(caPath)
-			}
-		}
+		res.CAPath = caPath
 	}
 	mode, owner := fs.FileMode(0o640), dirGroup(dir)
 	if st != nil {
@@ -207,13 +233,33 @@ func Install(ctx context.Context, b *wire.Bundle, opts Options) (*Result, error)
 	}
 	n, err := writeValidated(opts.ConfigPath, out.Bytes(), mode, owner, opts.Getenv)
 	if err != nil {
-		if restoreCA != nil {
-			restoreCA()
-		}
+		restoreCA()
 		return nil, err
 	}
 	res.Probes = n
 	return res, nil
+}
+
+// writeCA writes the CA certificates caPEM to path (mode 0644: they are
+// public), returning the first one and a function that puts back what was
+// there before.
+func writeCA(path string, caPEM []byte) (*x509.Certificate, func(), error) {
+	certs, err := wire.CACertificates(string(caPEM))
+	if err != nil {
+		return nil, nil, fmt.Errorf("the CA certificate: %w", err)
+	}
+	prev, prevErr := os.ReadFile(path)
+	if err := writeAtomic(path, caPEM, 0o644, nil); err != nil {
+		return nil, nil, fmt.Errorf("write the CA certificate: %w", err)
+	}
+	restore := func() {
+		if prevErr == nil {
+			_ = writeAtomic(path, prev, 0o644, nil)
+		} else {
+			os.Remove(path)
+		}
+	}
+	return certs[0], restore, nil
 }
 
 // writeValidated writes data to a temporary file next to path, loads it as
@@ -225,17 +271,7 @@ func writeValidated(path string, data []byte, mode fs.FileMode, owner *fileOwner
 		return 0, fmt.Errorf("write the agent's config: %w", err)
 	}
 	defer os.Remove(tmp) // no-op after the rename
-	// a variable the service's environment sets but this shell does not
-	// must not fail the check
-	lenient := func(name string) string {
-		if getenv != nil {
-			if v := getenv(name); v != "" {
-				return v
-			}
-		}
-		return "set-by-the-service"
-	}
-	cfg, err := config.Load(tmp, lenient)
+	cfg, err := config.Load(tmp, lenient(getenv))
 	if err != nil {
 		msg := strings.ReplaceAll(err.Error(), tmp, path)
 		return 0, fmt.Errorf("the agent's config would not be valid with this enrolment, so it was left as it was:\n%s", msg)
@@ -245,6 +281,20 @@ func writeValidated(path string, data []byte, mode fs.FileMode, owner *fileOwner
 	}
 	syncDir(filepath.Dir(path))
 	return len(cfg.Probes), nil
+}
+
+// lenient is getenv (nil: none set) with a stand-in value for a variable it
+// does not set: one that the service's environment sets but this shell does
+// not must not fail the check.
+func lenient(getenv func(string) string) func(string) string {
+	return func(name string) string {
+		if getenv != nil {
+			if v := getenv(name); v != "" {
+				return v
+			}
+		}
+		return "set-by-the-service"
+	}
 }
 
 // The YAML edits: on the node tree, so that comments and every setting
