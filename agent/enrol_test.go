@@ -148,3 +148,88 @@ probes:
 		t.Fatalf("enrol -boot with nothing there: exit %d\n%s", code, out)
 	}
 }
+
+// TestEnrolCommandEnv: the Debian package's config takes its values from
+// agent.env; enrol writes that, says so, and leaves the config alone, and
+// `run` installs a boot partition's bundle there too and runs with it.
+func TestEnrolCommandEnv(t *testing.T) {
+	shipped, err := os.ReadFile(filepath.Join("..", "deploy", "nfpm", "etc", "agent.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	conf := filepath.Join(dir, "agent.yaml")
+	os.WriteFile(conf, shipped, 0o644)
+	b := plainBundle(t, "hub-1")
+	file := filepath.Join(dir, "hub-1.hubmon-enrol")
+	data, _ := b.MarshalFile()
+	os.WriteFile(file, data, 0o600)
+
+	out, errs, code := runAgent(t, nil, "enrol", "-config", conf, file)
+	if code != 0 {
+		t.Fatalf("enrol: exit %d\n%s%s", code, out, errs)
+	}
+	envPath := filepath.Join(dir, "agent.env")
+	for _, want := range []string{
+		"installed the enrolment for site hub-1\n",
+		"  env     " + envPath + " (new): HUBMON_SITE, HUBMON_BROKER_URL, HUBMON_MQTT_PASSWORD, HUBMON_ECHO_TARGET\n",
+		"  config  " + conf + " (not changed: it takes these from the environment; 4 probes)\n",
+		"  echo    127.0.0.1:9471 (the collector's UDP echo responder, taken to be on the broker's host; if it is elsewhere, enrol again with -echo-target HOST:PORT)\n",
+		"next: sudo systemctl restart hubmon-agent\n", // not the packaged config: no restart here
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+	if strings.Contains(out+errs, b.Password) {
+		t.Fatalf("the password was printed:\n%s%s", out, errs)
+	}
+	if got, _ := os.ReadFile(conf); !bytes.Equal(got, shipped) {
+		t.Fatal("the config was changed")
+	}
+	env := envOf(t, envPath)
+	if env["HUBMON_MQTT_PASSWORD"] != b.Password || env["HUBMON_BROKER_URL"] != b.BrokerURL {
+		t.Fatalf("agent.env: %v", env)
+	}
+	if out, errs, code := runAgent(t, env, "run", "-config", conf, "-check-config"); code != 0 || !strings.Contains(out, "configuration is valid (site hub-1, 4 probes)") {
+		t.Fatalf("-check-config with agent.env: exit %d\n%s%s", code, out, errs)
+	}
+
+	// -echo-target
+	out, errs, code = runAgent(t, nil, "enrol", "-config", conf, "-echo-target", "echo.example:9000", file)
+	if code != 0 || !strings.Contains(out, "  echo    echo.example:9000 (the collector's UDP echo responder)\n") ||
+		envOf(t, envPath)["HUBMON_ECHO_TARGET"] != "echo.example:9000" {
+		t.Fatalf("enrol -echo-target: exit %d\n%s%s", code, out, errs)
+	}
+
+	// from the boot partition, as `run` starts: it runs with what it wrote
+	boot := t.TempDir()
+	b2 := plainBundle(t, "hub-2")
+	data, _ = b2.MarshalFile()
+	os.WriteFile(filepath.Join(boot, "hubmon-enrol"), data, 0o755)
+	runEnv := map[string]string{"HUBMON_ENROL_PATHS": filepath.Join(boot, "hubmon-enrol*")}
+	out, errs, code = runAgent(t, runEnv, "run", "-config", conf, "-check-config")
+	if code != 0 || !strings.Contains(out, "configuration is valid (site hub-2, 4 probes)") || !strings.Contains(errs, "env_file="+envPath) {
+		t.Fatalf("run with a bundle on the boot partition: exit %d\n%s%s", code, out, errs)
+	}
+	if env := envOf(t, envPath); env["HUBMON_SITE"] != "hub-2" || env["HUBMON_MQTT_PASSWORD"] != b2.Password {
+		t.Fatalf("agent.env after the boot partition's bundle: %v", env)
+	}
+}
+
+// envOf reads an environment file of plain NAME=VALUE lines (what enrol
+// writes for values that need no quotes).
+func envOf(t *testing.T, path string) map[string]string {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	env := map[string]string{}
+	for _, l := range strings.Split(string(data), "\n") {
+		if k, v, ok := strings.Cut(l, "="); ok && !strings.HasPrefix(l, "#") {
+			env[k] = v
+		}
+	}
+	return env
+}

@@ -203,7 +203,7 @@ func cmdRun(ctx context.Context, args []string, getenv func(string) string, stdo
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
-	bootEnrol(ctx, *configPath, getenv, stderr) // an enrolment file on the SD card's boot partition
+	getenv = bootEnrol(ctx, *configPath, getenv, stderr) // an enrolment file on the SD card's boot partition
 	cfg, err := config.Load(*configPath, getenv)
 	if err != nil {
 		fmt.Fprintf(stderr, "hubmon-agent: %v\n", err)

@@ -89,8 +89,10 @@ type Result struct {
 	EnvPath string
 	// EnvCreated is true when there was no environment file before.
 	EnvCreated bool
-	// Env holds the variables written to EnvPath, in the config's order of
-	// use, and their values. It holds the password: never log it.
+	// Env holds the variables set in EnvPath, in the config's order of use,
+	// and their values; one with an empty value was removed from the file
+	// (HUBMON_CA_FILE for a plain broker). It holds the password: never
+	// log it.
 	Env []EnvVar
 	// EchoTarget is the line-quality target written to Env, if the config
 	// takes one from a variable.
