@@ -246,6 +246,7 @@ type collector struct {
 	brokerURL string
 	speedURL  string
 	password  string
+	conf      string // its config file
 }
 
 func (c *collector) url(path string) string {
@@ -268,13 +269,13 @@ func startCollector(tb testing.TB, dir string) *collector {
 			tb.Fatalf("hubmon-collector passwd: %v\n%s", err, out)
 		}
 	}
-	conf := filepath.Join(tmp, "collector.yaml")
-	writeFile(tb, conf, fmt.Sprintf(`database: %s
+	c.conf = filepath.Join(tmp, "collector.yaml")
+	writeFile(tb, c.conf, fmt.Sprintf(`database: %s
 http: {listen: "127.0.0.1:%d"}
 embedded_broker: {listen: "127.0.0.1:%d", password_file: %s}
 speedtest_server: {enabled: true, listen: "127.0.0.1:%d"}
 `, filepath.Join(tmp, "hubmon.db"), c.httpPort, brokerPort, passwd, speedPort))
-	c.proc = start(tb, "collector", nil, bin, "run", "-config", conf)
+	c.proc = start(tb, "collector", nil, bin, "run", "-config", c.conf)
 	waitFor(tb, "the collector to be ready", 30*time.Second, func() bool {
 		if !c.running() {
 			tb.Fatalf("collector exited: %v\n%s", c.err, c.output())

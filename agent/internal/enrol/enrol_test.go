@@ -579,3 +579,24 @@ func TestParseEnvLine(t *testing.T) {
 		}
 	}
 }
+
+// TestBootUnit: the Debian package's hubmon-enrol.service runs when a bundle
+// is where InstallBoot looks, and no more often.
+func TestBootUnit(t *testing.T) {
+	unit, err := os.ReadFile(filepath.Join("..", "..", "..", "deploy", "systemd", "hubmon-enrol.service"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var globs []string
+	for _, l := range strings.Split(string(unit), "\n") {
+		if g, ok := strings.CutPrefix(l, "ConditionPathExistsGlob=|"); ok {
+			globs = append(globs, g)
+		}
+	}
+	if !reflect.DeepEqual(globs, DefaultBootPatterns) {
+		t.Errorf("hubmon-enrol.service looks for %q, InstallBoot in %q", globs, DefaultBootPatterns)
+	}
+	if !strings.Contains(string(unit), "\nExecStart=/usr/bin/hubmon-agent enrol -boot ") {
+		t.Error("hubmon-enrol.service does not run hubmon-agent enrol -boot")
+	}
+}
