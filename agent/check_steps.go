@@ -14,6 +14,7 @@ import (
 	"net"
 	"net/netip"
 	"net/url"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"strconv"
@@ -25,6 +26,7 @@ import (
 	"github.com/eclipse/paho.mqtt.golang/packets"
 
 	"github.com/hubmon/hubmon/agent/internal/config"
+	"github.com/hubmon/hubmon/agent/internal/enrol"
 	"github.com/hubmon/hubmon/agent/internal/probe"
 	"github.com/hubmon/hubmon/agent/internal/publish"
 	"github.com/hubmon/hubmon/agent/wire"
@@ -45,7 +47,7 @@ var unsetVar = regexp.MustCompile(`environment variable (\w+) is not set`)
 
 // checkConfig is step 1: the settings file can be read and is valid.
 func (c *checker) checkConfig(context.Context) checkResult {
-	cfg, err := config.Load(c.configPath, c.env.getenv)
+	cfg, err := config.Load(c.configPath, withEnvFile(c.configPath, c.env.getenv))
 	if err != nil {
 		return configFailure(c.configPath, err)
 	}
@@ -79,7 +81,9 @@ func configFailure(path string, err error) checkResult {
 	}
 	if len(vars) > 0 {
 		return fail(fmt.Sprintf("The settings take values from %s, which is not set here.", strings.Join(vars, ", ")),
-			fmt.Sprintf("Set %s as the service does (its environment file) before running the check; your council contact knows where it is kept.", strings.Join(vars, ", ")), err)
+			fmt.Sprintf("Run the check as an administrator (sudo hubmon-agent check): it then reads them from %s, as the service does. "+
+				"If it says this again, this hub is not enrolled: enrol it with the code from your council contact (sudo hubmon-agent enrol CODE).",
+				filepath.Join(filepath.Dir(path), enrol.EnvFileName)), err)
 	}
 	n := strings.Count(strings.TrimSpace(err.Error()), "\n") + 1
 	return fail(fmt.Sprintf("The settings file has %d %s.", n, plural(n, "mistake", "mistakes")),

@@ -175,6 +175,15 @@ func TestCheckConfigProblems(t *testing.T) {
 	env.getenv = func(string) string { return "" }
 	_, _, steps = runCheckTest(t, env, path, false)
 	wantStep(t, steps, "config", checkFail, "The settings take values from HUBMON_MQTT_PASSWORD, which is not set here")
+	wantStep(t, steps, "config", checkFail, "sudo hubmon-agent check): it then reads them from "+filepath.Join(dir, "agent.env"))
+	// the service's environment file, which enrol writes, is read as the
+	// service would have it
+	os.WriteFile(filepath.Join(dir, "agent.env"), []byte("HUBMON_MQTT_PASSWORD=from-the-file\n"), 0o600)
+	c := &checker{env: env, configPath: path}
+	if r := c.checkConfig(context.Background()); r.Status != checkPass || c.cfg.Broker.Password != "from-the-file" {
+		t.Errorf("with agent.env: %+v", r)
+	}
+	os.Remove(filepath.Join(dir, "agent.env"))
 
 	os.WriteFile(path, []byte("site: Hub 1\nsit: x\n"), 0o600)
 	_, _, steps = runCheckTest(t, testCheckEnv(), path, false)

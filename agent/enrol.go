@@ -304,6 +304,24 @@ func bootEnrol(ctx context.Context, configPath string, getenv func(string) strin
 	}
 }
 
+// withEnvFile is getenv with, for each variable it does not set, the value
+// the environment file next to configPath gives it (agent.env: the
+// service's EnvironmentFile, which enrol writes), so that `check` and `once`
+// see the hub's enrolment as the service does. A file that is not there, or
+// that this user may not read (it is root's), adds nothing.
+func withEnvFile(configPath string, getenv func(string) string) func(string) string {
+	file, err := enrol.ReadEnvFile(filepath.Join(filepath.Dir(configPath), enrol.EnvFileName))
+	if err != nil || len(file) == 0 {
+		return getenv
+	}
+	return func(name string) string {
+		if v := getenv(name); v != "" {
+			return v
+		}
+		return file[name]
+	}
+}
+
 func dirs(patterns []string) []string {
 	var out []string
 	for _, p := range patterns {

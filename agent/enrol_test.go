@@ -233,3 +233,21 @@ func envOf(t *testing.T, path string) map[string]string {
 	}
 	return env
 }
+
+// TestWithEnvFile: `check` and `once` take what the process's environment
+// does not set from agent.env next to the config, as the service has it.
+func TestWithEnvFile(t *testing.T) {
+	dir := t.TempDir()
+	conf := filepath.Join(dir, "agent.yaml")
+	getenv := func(k string) string { return map[string]string{"A": "process"}[k] }
+	if got := withEnvFile(conf, getenv)("B"); got != "" {
+		t.Fatalf("no agent.env: B = %q", got)
+	}
+	os.WriteFile(filepath.Join(dir, "agent.env"), []byte("# enrolment\nA=file\nB=\"b \\$x\"\nC=\n"), 0o600)
+	env := withEnvFile(conf, getenv)
+	for k, want := range map[string]string{"A": "process", "B": "b $x", "C": "", "D": ""} {
+		if got := env(k); got != want {
+			t.Errorf("%s = %q, want %q", k, got, want)
+		}
+	}
+}

@@ -226,6 +226,22 @@ func installEnv(b *wire.Bundle, caPEM []byte, root *yaml.Node, siteVar, dir stri
 	return res, nil
 }
 
+// ReadEnvFile returns the variables the environment file at path sets, read
+// as systemd reads it (a value that runs on to the next line is left out).
+func ReadEnvFile(path string) (map[string]string, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	env := map[string]string{}
+	for _, l := range parseEnvFile(data) {
+		if l.name != "" && l.ok {
+			env[l.name] = l.value // the last one wins, as in systemd
+		}
+	}
+	return env, nil
+}
+
 // envFile is an environment file as systemd reads it (EnvironmentFile=, see
 // systemd.exec(5)), line by line, so that it can be rewritten with the lines
 // enrol does not own as they were.
