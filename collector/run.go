@@ -48,6 +48,7 @@ Usage:
   hubmon-collector report -config collector.yaml [-since 30d] [-format csv|json|html]
   hubmon-collector passwd -file PASSWORD_FILE SITE    (reads the password from stdin)
   hubmon-collector enrol SITE -broker-url mqtts://HOST:8883 [-ca CA.pem] [-config collector.yaml] [-rotate] [-reload-pid PID]
+  hubmon-collector backup -config collector.yaml DEST.db
   hubmon-collector version
 
 run: SIGHUP reloads the sites file and the embedded broker's password file;
@@ -56,6 +57,9 @@ report: the gap report (one row per hub) from the history, read-only, to
 stdout; the same is served at /report.csv, /report.json and /report.html.
 enrol: a site's credentials, added to the broker's password file, and an
 enrolment bundle for the hub (hubmon-collector enrol -h).
+backup: a consistent, checked copy of the history, taken while the collector
+runs (SQLite VACUUM INTO); DEST must not exist. Restore: stop the collector,
+put the copy in place of the database, start it.
 `
 
 func run(ctx context.Context, args []string, getenv func(string) string, stdin io.Reader, stdout, stderr io.Writer) int {
@@ -72,6 +76,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 		return cmdPasswd(args[1:], stdin, stdout, stderr)
 	case "enrol", "enroll":
 		return cmdEnrol(args[1:], getenv, stdout, stderr)
+	case "backup":
+		return cmdBackup(ctx, args[1:], getenv, stdout, stderr)
 	case "version", "-version", "--version":
 		fmt.Fprintf(stdout, "hubmon-collector %s (revision %s, %s, %s/%s)\n", version, revision, runtime.Version(), runtime.GOOS, runtime.GOARCH)
 		return 0
