@@ -70,3 +70,54 @@ func TestFaultCollectorKilled(t *testing.T) {
 		})
 	}
 }
+
+// TestFaultAgentKilled SIGKILLs two agents five times each: three times as
+// soon as the history has grown since their last start (in the middle of
+// publishing a backlog of 1500 each, with four line-quality summaries under
+// way), then twice as soon as each has committed a summary of its own since
+// its last start (in the middle of the next ones, and of publishing them).
+// After each kill the outbox must pass SQLite's integrity check; at the end
+// every seq is in the history once.
+func TestFaultAgentKilled(t *testing.T) {
+	f := newFleet(t, fleetOptions{agents: 2, probes: 4, prefill: 1500})
+	f.startCollector()
+	f.startAgents()
+	const kills = 5
+	for i := range kills {
+		if i < 3 {
+			f.waitIngesting()
+		} else {
+			seqs := make([]int64, len(f.agents))
+			for k, a := range f.agents {
+				seqs[k] = lastSeq(t, a.outbox)
+			}
+			waitFor(t, "a new measurement from every agent", 60*time.Second, func() bool {
+				for k, a := range f.agents {
+					if lastSeq(t, a.outbox) <= seqs[k] {
+						return false
+					}
+				}
+				return true
+			})
+			t.Logf("fault injected with %d measurements stored, %d waiting in the outboxes", f.storedCount(), f.backlog())
+		}
+		for _, a := range f.agents {
+			a.proc.kill()
+			if res := integrityCheck(t, a.outbox); res != "ok" {
+				t.Fatalf("%s: outbox damaged by SIGKILL: %s", a.site, res)
+			}
+			f.startAgent(a)
+		}
+	}
+	tl := f.waitDelivered(120*time.Second, false)
+	if tl.sent <= 2*1500 {
+		t.Errorf("the agents committed no measurement of their own (sent %d)", tl.sent)
+	}
+	tl.report(t, "agent_sigkill", kills*len(f.agents))
+	for _, a := range f.agents {
+		a.proc.kill()
+		if res := integrityCheck(t, a.outbox); res != "ok" {
+			t.Fatalf("%s: outbox damaged: %s", a.site, res)
+		}
+	}
+}
