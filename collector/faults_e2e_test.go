@@ -11,6 +11,12 @@ package main_test
 // duplicated must be 0. Waits are on counts, never on elapsed time.
 
 import (
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -120,4 +126,101 @@ func TestFaultAgentKilled(t *testing.T) {
 			t.Fatalf("%s: outbox damaged: %s", a.site, res)
 		}
 	}
+}
+
+// mountTmpfs mounts a tmpfs of size on a new directory (root only; the test
+// is skipped otherwise), unmounted when the test ends.
+func mountTmpfs(t *testing.T, size string) string {
+	t.Helper()
+	if runtime.GOOS != "linux" || os.Geteuid() != 0 {
+		t.Skip("the full disk is a small tmpfs: needs root on Linux")
+	}
+	dir := t.TempDir()
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size="+size, "tmpfs", dir).CombinedOutput(); err != nil {
+		t.Skipf("cannot mount a tmpfs (%v): %s", err, out)
+	}
+	t.Cleanup(func() { // after the processes using it (cleanups run last first)
+		if out, err := exec.Command("umount", dir).CombinedOutput(); err != nil {
+			t.Errorf("umount %s: %v: %s", dir, err, out)
+		}
+	})
+	return dir
+}
+
+// fillDisk writes a file in dir until the file system is full.
+func fillDisk(t *testing.T, dir string) string {
+	t.Helper()
+	path := filepath.Join(dir, "filler")
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	buf := make([]byte, 64<<10)
+	for _, n := range []int{len(buf), 4096, 512, 1} {
+		for {
+			if _, err := f.Write(buf[:n]); err != nil {
+				if !errors.Is(err, syscall.ENOSPC) {
+					t.Fatal(err)
+				}
+				break
+			}
+		}
+	}
+	return path
+}
+
+// TestFaultAgentDiskFull runs an agent whose data directory is a 32 MiB
+// tmpfs, with a backlog of 200 and no collector, then fills the disk to the
+// last byte: the agent must keep running and committing new measurements
+// by dropping the oldest (counted, and reported in its status), connect and
+// publish once the collector is there, and stop dropping when space returns.
+// Every measurement not counted as dropped must arrive.
+func TestFaultAgentDiskFull(t *testing.T) {
+	disk := mountTmpfs(t, "32m")
+	f := newFleet(t, fleetOptions{agents: 1, probes: 8, prefill: 200, dataDir: func(int) string { return disk }})
+	a := f.agents[0]
+	f.startAgent(a)
+	waitFor(t, "the agent to make its outbox's reserve", 30*time.Second, func() bool {
+		_, err := os.Stat(a.outbox + ".reserve")
+		return err == nil
+	})
+	filler := fillDisk(t, disk)
+	waitFor(t, "the agent to drop its oldest on the full disk", 60*time.Second, func() bool { return outboxDropped(t, a.outbox) >= 8 })
+	if !a.proc.running() {
+		t.Fatalf("the agent stopped on a full disk: %v", a.proc.err)
+	}
+
+	// the collector comes; the disk is still full
+	f.startCollector()
+	lbl := map[string]string{"site": a.site}
+	waitFor(t, "the drops in the agent's status on /metrics", 60*time.Second, func() bool {
+		mfs, _ := scrape(t, f.metricsURL())
+		v, _ := sample(mfs, "hubmon_agent_outbox_dropped_messages_total", lbl)
+		return v >= 8
+	})
+	waitFor(t, "the backlog to drain on the full disk", 60*time.Second, func() bool { return outboxBacklog(t, a.outbox) == 0 })
+
+	// space returns
+	if err := os.Remove(filler); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the reserve made again", 60*time.Second, func() bool {
+		_, err := os.Stat(a.outbox + ".reserve")
+		return err == nil
+	})
+	dropped, seq := outboxDropped(t, a.outbox), lastSeq(t, a.outbox)
+	waitFor(t, "new measurements after space returned", 60*time.Second, func() bool { return lastSeq(t, a.outbox) >= seq+8 })
+	if d := outboxDropped(t, a.outbox); d != dropped {
+		t.Errorf("%d more dropped after space returned", d-dropped)
+	}
+	tl := f.waitDelivered(60*time.Second, true)
+	mfs, _ := scrape(t, f.metricsURL())
+	if v, ok := sample(mfs, "hubmon_agent_measurements_lost", lbl); !ok || v != 0 {
+		t.Errorf("hubmon_agent_measurements_lost = %v (present %v), want 0: every measurement reached the outbox", v, ok)
+	}
+	if tl.dropped == 0 {
+		t.Errorf("nothing counted as dropped")
+	}
+	tl.report(t, "agent_disk_full", 1)
 }
