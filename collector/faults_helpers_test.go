@@ -71,6 +71,7 @@ echo_server:
   rate_per_second: 10000
   burst: 100000
 `, f.db, f.httpPort, echoPort)
+	addUser(tb, collectorBin, passwd, "fault-hub-0", agentPassword) // so that the file exists with no agents too
 	for i := range opts.agents {
 		a := &fleetAgent{site: fmt.Sprintf("fault-hub-%d", i+1)}
 		addUser(tb, collectorBin, passwd, a.site, agentPassword)
