@@ -9,6 +9,7 @@ package main_test
 import (
 	"context"
 	"database/sql"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -143,4 +144,101 @@ func TestFaultCollectorDatabaseAtStart(t *testing.T) {
 func lastLine(s string) string {
 	lines := strings.Split(strings.TrimSpace(s), "\n")
 	return lines[len(lines)-1]
+}
+
+// ready reports whether the collector's /-/ready answers 200, and its body.
+func (f *fleet) ready() (bool, string) {
+	code, body, err := get(fmt.Sprintf("http://127.0.0.1:%d/-/ready", f.httpPort))
+	return err == nil && code == 200, string(body)
+}
+
+// storeErrors is hubmon_collector_messages_total{result="store_error"},
+// measurements and statuses.
+func (f *fleet) storeErrors() float64 {
+	mfs, _ := scrape(f.tb, f.metricsURL())
+	var total float64
+	for _, kind := range []string{"measurement", "status"} {
+		v, _ := sample(mfs, "hubmon_collector_messages_total", map[string]string{"kind": kind, "result": "store_error"})
+		total += v
+	}
+	return total
+}
+
+// TestFaultCollectorDatabaseWhileRunning breaks the history under a running
+// collector while an agent publishes: its disk fills to the last byte
+// (behind Mosquitto), or another process holds a write lock longer than the
+// collector's busy timeout (embedded broker). (A
+// file system cannot be made read-only under a process writing to it: Linux
+// refuses the remount while files are open for writing; a read-only history
+// is tested at start.)
+// Failed commits must not be acknowledged: the measurements wait in the
+// agent's outbox or the broker's queue. The collector must say it is not
+// ready (embedded broker), or exit non-zero (Mosquitto: its messages stay in
+// its persistent session); once the history is writable again everything
+// arrives once.
+func TestFaultCollectorDatabaseWhileRunning(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		mosquitto bool
+		lock      bool
+	}{{"disk-full/mosquitto", true, false}, {"locked/embedded", false, true}} {
+		t.Run(tc.name, func(t *testing.T) {
+			disk := mountTmpfs(t, "64m")
+			f := newFleet(t, fleetOptions{mosquitto: tc.mosquitto, agents: 1, probes: 8, prefill: 100})
+			f.db = filepath.Join(disk, "hubmon.db")
+			writeFile(t, f.collectorConf, strings.Replace(readFile(t, f.collectorConf), "database: "+filepath.Join(f.dir, "hubmon.db"), "database: "+f.db, 1))
+			f.startCollector()
+			f.startAgents()
+			f.waitDelivered(60*time.Second, false)
+
+			var repair func()
+			if tc.lock {
+				repair = lockHistory(t, f.db)
+			} else {
+				// empty the write-ahead log first: a commit then needs room
+				// for it to grow (it would otherwise reuse the log's space)
+				db := openSQLite(t, f.db)
+				var busy, pages, done int
+				if err := db.QueryRow("PRAGMA wal_checkpoint(TRUNCATE)").Scan(&busy, &pages, &done); err != nil || busy != 0 {
+					t.Fatalf("checkpoint the history: busy %d, %v", busy, err)
+				}
+				db.Close()
+				filler := fillDisk(t, disk)
+				repair = func() {
+					if err := os.Remove(filler); err != nil {
+						t.Fatal(err)
+					}
+				}
+			}
+			seq := lastSeq(t, f.agents[0].outbox)
+			waitFor(t, "new measurements while the history cannot be written", 60*time.Second, func() bool {
+				return lastSeq(t, f.agents[0].outbox) > seq
+			})
+			if tc.mosquitto {
+				if code := waitExit(t, f.collector, 60*time.Second); code == 0 {
+					t.Errorf("the collector exited 0 when it could not commit")
+				}
+				t.Logf("the collector exited: %s", lastLine(f.collector.output()))
+			} else {
+				waitFor(t, "a commit to fail", 60*time.Second, func() bool { return f.storeErrors() >= 1 })
+				waitFor(t, "/-/ready to say the history cannot be written", 30*time.Second, func() bool {
+					ok, _ := f.ready()
+					return !ok
+				})
+				_, body := f.ready()
+				t.Logf("/-/ready: %s", strings.TrimSpace(body))
+			}
+			// nothing failed was acknowledged: the agent still has it
+			if tl := f.account(false); tl.lost == 0 {
+				t.Errorf("everything is in the history although it could not be written: %+v", tl)
+			}
+			repair()
+			if tc.mosquitto {
+				f.startCollector()
+			}
+			tl := f.waitDelivered(90*time.Second, false)
+			waitFor(t, "/-/ready again", 30*time.Second, func() bool { ok, _ := f.ready(); return ok })
+			tl.report(t, "history_"+strings.ReplaceAll(tc.name, "/", "_")+"_while_running", 1)
+		})
+	}
 }
