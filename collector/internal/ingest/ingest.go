@@ -333,6 +333,9 @@ func (in *Ingester) commit(batch []*request) {
 		case it.Measurement != nil:
 			m := it.Measurement
 			if o == store.Stored {
+				if m.ClockUnsynced {
+					in.opts.Health.ClockUnsynced.Inc()
+				}
 				in.opts.Fleet.Observe(m)
 				in.opts.Fleet.Count(m)
 				in.opts.Health.IngestDelay.Observe(now.Sub(m.MeasuredAt).Seconds())
