@@ -25,6 +25,8 @@ run: build
 test: deps vet build
 	HUBMON_REQUIRE_CHROMIUM=1 $(GO) test -race -count=1 -timeout 20m ./...
 	$(GO) test -run '^$$' -fuzz FuzzDecodeMeasurement -fuzztime 10s ./agent/wire/
+	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime 10s ./agent/internal/config/
+	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime 10s ./collector/internal/config/
 
 ## bench: Go benchmarks (outbox, store)
 bench:
@@ -34,9 +36,12 @@ bench:
 bench-accuracy: build
 	BIN=$(CURDIR)/bin ./bench/accuracy/run.sh
 
-## fuzz: a longer fuzz run of the message decoder
+## fuzz: a longer fuzz run of the message decoder and the config loaders
 fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzDecodeMeasurement -fuzztime 5m ./agent/wire/
+	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime 2m ./agent/internal/config/
+	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime 2m ./collector/internal/config/
+	$(GO) test -run '^$$' -fuzz '^FuzzParseSites$$' -fuzztime 2m ./collector/internal/config/
 
 # the tests run a real Mosquitto, promtool and headless Chromium; say how to get them
 deps:
