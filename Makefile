@@ -93,6 +93,8 @@ run: build
 test: deps vet build dist
 	HUBMON_REQUIRE_DIST=1 HUBMON_REQUIRE_CHROMIUM=1 $(GO) test -race -count=1 -timeout 20m ./...
 	$(GO) test -run '^$$' -fuzz FuzzDecodeMeasurement -fuzztime 10s ./agent/wire/
+	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime 10s ./agent/internal/config/
+	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime 10s ./collector/internal/config/
 
 ## bench: Go benchmarks (outbox, store)
 bench:
@@ -102,9 +104,12 @@ bench:
 bench-accuracy: build
 	BIN=$(CURDIR)/bin ./bench/accuracy/run.sh
 
-## fuzz: a longer fuzz run of the message decoder
+## fuzz: a longer fuzz run of the message decoder and the config loaders
 fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzDecodeMeasurement -fuzztime 5m ./agent/wire/
+	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime 2m ./agent/internal/config/
+	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime 2m ./collector/internal/config/
+	$(GO) test -run '^$$' -fuzz '^FuzzParseSites$$' -fuzztime 2m ./collector/internal/config/
 
 # the tests run a real Mosquitto, promtool, headless Chromium, the cross
 # compilers and qemu; say how to get them

@@ -278,7 +278,7 @@ func agent(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	}
 	var lost atomic.Int64 // measurements that never reached the outbox
 	pub := publish.New(publish.Options{
-		Lost: lost.Load, Budget: budget.Fill,
+		Lost: lost.Load, Budget: budget.Fill, ClockSynced: clockSynced,
 		Site: cfg.Site, BrokerURL: cfg.Broker.URL, Username: cfg.Broker.Username, Password: cfg.Broker.Password,
 		TLS: tc, ConnectTimeout: cfg.Broker.ConnectTimeout, AckTimeout: cfg.Broker.AckTimeout,
 		StatusInterval: cfg.Broker.StatusInterval, Outbox: ob,
@@ -298,7 +298,9 @@ func agent(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 			// a measurement the collector would refuse for good is not
 			// committed: the agent would publish it, and delete it when
 			// refused, for nothing
-			if err := admit(m, cfg.Site, ob.AgentID(), time.Now()); err != nil {
+			now := time.Now()
+			flagClock(m, now, clockSynced())
+			if err := admit(m, cfg.Site, ob.AgentID(), now); err != nil {
 				lost.Add(1)
 				return err
 			}

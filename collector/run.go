@@ -316,6 +316,9 @@ func collect(ctx context.Context, cfg *config.Config, getenv func(string) string
 		if err := st.Ping(ctx); err != nil {
 			return fmt.Errorf("store: %w", err)
 		}
+		if err := in.Ready(); err != nil {
+			return err
+		}
 		return ready()
 	}}
 	if cfg.SitesFile != "" {

@@ -44,6 +44,29 @@ type decoder struct {
 	fatal bool
 	lines map[string]int      // field path -> line of its key, or of a list item
 	vars  map[string][]string // field path -> variables its value was built from
+	// visits counts the values walked, aliases and merges expanded: see
+	// maxVisits
+	visits int
+}
+
+// maxVisits bounds the values the decoder walks once aliases and merge keys
+// are expanded. A real config has a few hundred; anchors that refer to
+// anchors that refer to anchors (a "billion laughs" document) would take
+// exponential time.
+const maxVisits = 100_000
+
+// visit counts one more value walked. Past maxVisits it notes the problem,
+// marks the file undecodable and returns false: stop walking.
+func (d *decoder) visit(n *yaml.Node) bool {
+	if d.fatal {
+		return false
+	}
+	if d.visits++; d.visits > maxVisits {
+		d.fatal = true
+		d.note(n.Line, "", fmt.Sprintf("too many values once aliases and merge keys are expanded (more than %d): use fewer anchors", maxVisits))
+		return false
+	}
+	return true
 }
 
 func newDecoder(getenv func(string) string) *decoder {
@@ -131,6 +154,9 @@ func deref(n *yaml.Node) *yaml.Node {
 
 func (d *decoder) value(n *yaml.Node, path string, v reflect.Value) {
 	n = deref(n)
+	if !d.visit(n) {
+		return
+	}
 	if _, ok := d.lines[path]; !ok && path != "" {
 		d.lines[path] = n.Line
 	}
@@ -300,6 +326,9 @@ func isMerge(k *yaml.Node) bool {
 
 func (d *decoder) merge(n *yaml.Node, path string, v reflect.Value, except map[string]bool) {
 	n = deref(n)
+	if !d.visit(n) {
+		return
+	}
 	switch n.Kind {
 	case yaml.MappingNode:
 		d.mappingExcept(n, path, v, except)
@@ -348,12 +377,20 @@ func yamlFields(t reflect.Type) ([]string, map[string]int) {
 	return names, index
 }
 
+// join appends a key to a field path. A key that is not a plain name (empty,
+// with spaces, line breaks or bytes that are not UTF-8: never a known field)
+// is quoted, so that a problem about it still names it, on one line.
 func join(path, name string) string {
+	if !plainKeyRE.MatchString(name) {
+		name = strconv.Quote(name)
+	}
 	if path == "" {
 		return name
 	}
 	return path + "." + name
 }
+
+var plainKeyRE = regexp.MustCompile(`^[A-Za-z0-9_-]+$`)
 
 // suggest returns the known name that name is probably a typo of, or "".
 func suggest(name string, known []string) string {

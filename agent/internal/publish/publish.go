@@ -53,6 +53,9 @@ type Options struct {
 	Started                time.Time
 	// Lost, if set, reports measurements that never reached the outbox.
 	Lost func() int64
+	// ClockSynced, if set, says whether the system clock is synchronised
+	// (Status.ClockUnsynced); nil for always.
+	ClockSynced func() bool
 	// Budget, if set, fills the data-budget fields of each status
 	// (BudgetMonth, DataBudgetBytes, DataUsedBytes, SpeedtestsSkipped,
 	// SpeedtestsShortened); it is called from the publisher's goroutine.
@@ -166,6 +169,9 @@ func (p *Publisher) status(state string, session int64, connectedAt time.Time) [
 	}
 	if p.opts.Lost != nil {
 		st.MeasurementsLostTotal = p.opts.Lost()
+	}
+	if p.opts.ClockSynced != nil {
+		st.ClockUnsynced = !p.opts.ClockSynced()
 	}
 	if p.opts.Budget != nil {
 		p.opts.Budget(&st)

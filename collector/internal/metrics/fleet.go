@@ -203,13 +203,15 @@ var (
 		"Measurements the agent discarded because its outbox was full, as last reported.", labelsSite, nil)
 	descStart = prometheus.NewDesc("hubmon_agent_start_timestamp_seconds",
 		"When the agent process started (Unix time), from its last status.", labelsSite, nil)
+	descClock = prometheus.NewDesc("hubmon_agent_clock_synchronized",
+		"0 when the agent's last status said its system clock was not synchronised (its measurements' times may be wrong), else 1.", labelsSite, nil)
 )
 
 // Describe implements prometheus.Collector.
 func (f *Fleet) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descDownload, descUpload, descLatency, descJitter, descFigureTime, descLoaded, descAdded, descGrade,
 		descSuccess, descLastAttempt, descLastSuccess, descBytes, descUp, descLastSeen, descInfo, descBacklog,
-		descDropped, descStart} {
+		descDropped, descStart, descClock} {
 		ch <- d
 	}
 	for _, d := range lightDescs {
@@ -282,5 +284,10 @@ func (f *Fleet) Collect(ch chan<- prometheus.Metric) {
 		gauge(descBacklog, float64(a.OutboxBacklog), site)
 		emit(descDropped, prometheus.CounterValue, float64(a.OutboxDroppedTotal), site)
 		gauge(descStart, unix(a.SentAt)-a.UptimeSeconds, site)
+		synced := 1.0
+		if a.ClockUnsynced {
+			synced = 0
+		}
+		gauge(descClock, synced, site)
 	}
 }
