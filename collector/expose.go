@@ -9,6 +9,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/hubmon/hubmon/collector/internal/config"
+	"github.com/hubmon/hubmon/collector/internal/exposition"
 	"github.com/hubmon/hubmon/collector/internal/gaps"
 	"github.com/hubmon/hubmon/collector/internal/metrics"
 	"github.com/hubmon/hubmon/collector/internal/sites"
@@ -22,16 +23,16 @@ func newEngine(cfg *config.Config, st *store.Store, hubs *sites.Registry, log *s
 		Presence: cfg.Gaps.Presence, Interval: cfg.Gaps.Interval, Logger: log.With("component", "gaps")})
 }
 
-// newRegistry builds the collector's Prometheus registry: the Go and
-// process collectors, build information, the collector's own health, the
-// size of the history, the latest figures of every site (fleet), the sites
-// file and the gap figures. Inputs started later (the broker, the
-// speed-test server, the echo responder) add their own counters to it.
-func newRegistry(st *store.Store, fleet *metrics.Fleet, hubs *sites.Registry, engine *gaps.Engine) (*prometheus.Registry, *metrics.Health) {
+// newRegistry builds the registry of /metrics: the Go and process
+// collectors, build information, the collector's own health, the size of
+// the history, the state of the sites file and the gap figures. Inputs
+// started later (the broker, the speed-test server, the echo responder) add
+// their own counters to it. The per-site series of the fleet and the sites
+// file are written straight to the text format (newHandler).
+func newRegistry(st *store.Store, hubs *sites.Registry, engine *gaps.Engine) (*prometheus.Registry, *metrics.Health) {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	metrics.RegisterBuildInfo(reg, version, revision)
-	reg.MustRegister(fleet)
 	health := metrics.NewHealth(reg)
 	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "hubmon_collector_store_size_bytes", Help: "Size of the history database and its write-ahead log on disk.",
@@ -41,8 +42,10 @@ func newRegistry(st *store.Store, fleet *metrics.Fleet, hubs *sites.Registry, en
 	return reg, health
 }
 
-// newHandler is the collector's HTTP handler: the metrics of reg, the status
+// newHandler is the collector's HTTP handler: /metrics (reg, then every
+// site's latest figures and what the sites file says about it), the status
 // pages, the gap report and the health checks.
-func newHandler(reg prometheus.Gatherer, fleet *metrics.Fleet, engine *gaps.Engine, log *slog.Logger, ready func(context.Context) error) http.Handler {
-	return web.Handler(web.Options{Gatherer: reg, Version: version, Logger: log, Report: engine.Handler(), Sites: fleet.Sites, Ready: ready})
+func newHandler(reg prometheus.Gatherer, fleet *metrics.Fleet, hubs *sites.Registry, engine *gaps.Engine, log *slog.Logger, ready func(context.Context) error) http.Handler {
+	return web.Handler(web.Options{Gatherer: reg, Series: []func(*exposition.Writer){fleet.WriteSeries, hubs.WriteSeries, hubs.WriteOpen},
+		Version: version, Logger: log, Report: engine.Handler(), Sites: fleet.Sites, Ready: ready})
 }

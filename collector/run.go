@@ -178,7 +178,7 @@ func collect(ctx context.Context, cfg *config.Config, getenv func(string) string
 
 	fleet := metrics.NewFleet()
 	engine := newEngine(cfg, st, hubs, log)
-	reg, health := newRegistry(st, fleet, hubs, engine)
+	reg, health := newRegistry(st, hubs, engine)
 	engineCtx, stopEngine := context.WithCancel(context.Background())
 	engineDone := make(chan struct{})
 	go func() {
@@ -288,7 +288,7 @@ func collect(ctx context.Context, cfg *config.Config, getenv func(string) string
 		}
 	}()
 
-	h := newHandler(reg, fleet, engine, log, func(ctx context.Context) error {
+	h := newHandler(reg, fleet, hubs, engine, log, func(ctx context.Context) error {
 		if err := st.Ping(ctx); err != nil {
 			return fmt.Errorf("store: %w", err)
 		}

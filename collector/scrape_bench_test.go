@@ -213,7 +213,7 @@ func loadBenchCollector(n, days int, logf func(string, ...any)) (*benchCollector
 	}
 	fleet := metrics.NewFleet()
 	engine := newEngine(cfg, st, hubs, log)
-	reg, health := newRegistry(st, fleet, hubs, engine)
+	reg, health := newRegistry(st, hubs, engine)
 	start = time.Now()
 	if err := engine.Load(ctx); err != nil {
 		return nil, err
@@ -229,7 +229,7 @@ func loadBenchCollector(n, days int, logf func(string, ...any)) (*benchCollector
 		return nil, err
 	}
 	logf("%d sites: latest figures loaded in %s", n, time.Since(start).Round(time.Millisecond))
-	c := &benchCollector{handler: newHandler(reg, fleet, engine, log, func(context.Context) error { return nil })}
+	c := &benchCollector{handler: newHandler(reg, fleet, hubs, engine, log, func(context.Context) error { return nil })}
 	runtime.GC()
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)

@@ -15,8 +15,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-
 	"github.com/hubmon/hubmon/collector/internal/config"
 )
 
@@ -46,9 +44,8 @@ type Registry struct {
 }
 
 type snapshot struct {
-	list   []config.Site // by id
-	byID   map[string]*config.Site
-	static []prometheus.Metric // the series that change only with the file
+	list []config.Site // by id
+	byID map[string]*config.Site
 }
 
 // New loads the sites file. A broken file is an error: the collector must
@@ -82,7 +79,6 @@ func newSnapshot(list []config.Site) *snapshot {
 	for i := range s.list {
 		s.byID[s.list[i].ID] = &s.list[i]
 	}
-	s.static = staticMetrics(s.list)
 	return s
 }
 
