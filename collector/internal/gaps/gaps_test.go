@@ -420,7 +420,7 @@ func TestRun(t *testing.T) {
 					return
 				default:
 				}
-				_ = exposition(t, e, true)
+				_ = gapText(t, e, true)
 				_ = e.Report(now, 7*24*time.Hour)
 			}
 		})
