@@ -65,6 +65,7 @@ func BenchmarkScrape(b *testing.B) {
 					if gz {
 						req.Header.Set("Accept-Encoding", "gzip")
 					}
+					w.countLines = true
 					c.handler.ServeHTTP(w, req)
 					if w.code == http.StatusNotFound {
 						b.Skipf("%s: not served", path)
@@ -72,6 +73,7 @@ func BenchmarkScrape(b *testing.B) {
 					if w.code != http.StatusOK {
 						b.Fatalf("GET %s: %d", path, w.code)
 					}
+					size, series := w.bytes, w.series
 					cpu := cpuTime()
 					for b.Loop() {
 						w.reset()
@@ -79,9 +81,9 @@ func BenchmarkScrape(b *testing.B) {
 					}
 					b.StopTimer()
 					b.ReportMetric(float64(cpuTime()-cpu)/float64(b.N), "cpu-ns/op")
-					b.ReportMetric(float64(w.bytes), "bytes")
+					b.ReportMetric(float64(size), "bytes")
 					if !gz {
-						b.ReportMetric(float64(w.series), "series")
+						b.ReportMetric(float64(series), "series")
 					}
 					b.ReportMetric(float64(c.heap)/(1<<20), "heap-MB")
 				})
@@ -101,11 +103,12 @@ func cpuTime() time.Duration {
 }
 
 // countingWriter is an http.ResponseWriter that counts what it is sent: the
-// bytes and the sample lines (those not starting with #).
+// bytes, and with countLines the sample lines (those not starting with #).
 type countingWriter struct {
 	header       http.Header
 	code         int
 	bytes        int
+	countLines   bool
 	series       int
 	midLine, hdr bool // within a line; within a # line
 }
@@ -129,7 +132,7 @@ func (w *countingWriter) Write(p []byte) (int, error) {
 	w.WriteHeader(http.StatusOK)
 	w.bytes += len(p)
 	n := len(p)
-	for len(p) > 0 {
+	for w.countLines && len(p) > 0 {
 		if !w.midLine {
 			w.midLine, w.hdr = true, p[0] == '#'
 			if !w.hdr {

@@ -119,40 +119,93 @@ func (w *Writer) Err() error { return w.err }
 // Samples returns how many samples were written.
 func (w *Writer) Samples() int { return w.samples }
 
+// A Label is a label value checked and escaped once (NewLabel), to be
+// written many times without either: a site's id is in every one of its
+// series. The zero Label is the empty value.
+type Label struct{ escaped string }
+
+// NewLabel returns s as a Label, or false if s is not valid UTF-8.
+func NewLabel(s string) (Label, bool) {
+	b, ok := appendLabelValue(nil, s)
+	if !ok {
+		return Label{}, false
+	}
+	if len(b) == len(s) {
+		return Label{s}, true // nothing escaped: share s
+	}
+	return Label{string(b)}, true
+}
+
 // Sample writes one sample of family f with the label values lv, in the
 // order f's labels were given to NewFamily. The family's HELP and TYPE are
 // written before its first sample.
 func (w *Writer) Sample(f *Family, v float64, lv ...string) {
-	if w.err != nil {
+	if !w.check(f, len(lv)) {
 		return
 	}
-	if len(lv) != len(f.perm) {
-		panic(fmt.Sprintf("exposition: %s: %d label values for %d labels", f.name, len(lv), len(f.perm)))
-	}
-	start, first := len(w.buf), f != w.cur
-	if first {
-		if w.written[f] {
-			w.err = fmt.Errorf("%w: %s", ErrInterleaved, f.name)
+	start, cur := len(w.buf), w.cur
+	w.open(f)
+	for i, p := range f.perm {
+		if i > 0 {
+			w.buf = append(w.buf, f.seps[i-1]...)
+		}
+		var ok bool
+		if w.buf, ok = appendLabelValue(w.buf, lv[p]); !ok {
+			w.buf = w.buf[:start]
+			if cur != f {
+				delete(w.written, f)
+				w.cur = cur
+			}
 			return
 		}
+	}
+	w.close(f, v)
+}
+
+// SampleLabels is Sample with label values made by NewLabel.
+func (w *Writer) SampleLabels(f *Family, v float64, lv ...Label) {
+	if !w.check(f, len(lv)) {
+		return
+	}
+	w.open(f)
+	for i, p := range f.perm {
+		if i > 0 {
+			w.buf = append(w.buf, f.seps[i-1]...)
+		}
+		w.buf = append(w.buf, lv[p].escaped...)
+	}
+	w.close(f, v)
+}
+
+// check reports whether a sample of f with n label values may be written.
+func (w *Writer) check(f *Family, n int) bool {
+	if n != len(f.perm) {
+		panic(fmt.Sprintf("exposition: %s: %d label values for %d labels", f.name, n, len(f.perm)))
+	}
+	if w.err != nil {
+		return false
+	}
+	if f != w.cur && w.written[f] {
+		w.err = fmt.Errorf("%w: %s", ErrInterleaved, f.name)
+		return false
+	}
+	return true
+}
+
+// open starts a sample of f: the family's HELP and TYPE first if it is its
+// first, then its name and the opening of its labels.
+func (w *Writer) open(f *Family) {
+	if f != w.cur {
 		w.buf = append(w.buf, f.header...)
+		w.written[f], w.cur = true, f
 	}
 	w.buf = append(w.buf, f.open...)
+}
+
+// close ends a sample: the labels' closing and the value.
+func (w *Writer) close(f *Family, v float64) {
 	if len(f.perm) > 0 {
-		for i, p := range f.perm {
-			if i > 0 {
-				w.buf = append(w.buf, f.seps[i-1]...)
-			}
-			var ok bool
-			if w.buf, ok = appendLabelValue(w.buf, lv[p]); !ok {
-				w.buf = w.buf[:start]
-				return
-			}
-		}
 		w.buf = append(w.buf, '"', '}', ' ')
-	}
-	if first {
-		w.written[f], w.cur = true, f
 	}
 	w.buf = appendFloat(w.buf, v)
 	w.buf = append(w.buf, '\n')
@@ -242,6 +295,9 @@ func appendFloat(b []byte, v float64) []byte {
 		return append(b, "+Inf"...)
 	case math.IsInf(v, -1):
 		return append(b, "-Inf"...)
+	case v > -1e6 && v < 1e6 && v == math.Trunc(v):
+		// what 'g' writes for an integer below 1e6 (status codes, counts)
+		return strconv.AppendInt(b, int64(v), 10)
 	}
 	return strconv.AppendFloat(b, v, 'g', -1, 64)
 }

@@ -36,6 +36,12 @@ func TestSameAsExpfmt(t *testing.T) {
 			{math.Inf(-1), []string{"h", "y", "x"}},
 			{12345678.9, []string{"i", "y", "x"}},
 			{1e-9, []string{"j", "y", "x"}},
+			{200, []string{"k", "y", "x"}},
+			{-999999, []string{"l", "y", "x"}},
+			{999999, []string{"m", "y", "x"}},
+			{1e6, []string{"n", "y", "x"}},
+			{123456.5, []string{"o", "y", "x"}},
+			{math.Copysign(0, -1), []string{"p", "y", "x"}},
 		}},
 		{"hubmon_test_total", "A counter.", Counter, []string{"site"}, []sample{{42, []string{"a"}}, {2.5e6, []string{"b"}}}},
 		{"hubmon_test_plain", "No labels.", Gauge, nil, []sample{{3, nil}}},
@@ -52,8 +58,20 @@ func TestSameAsExpfmt(t *testing.T) {
 			}
 			d := prometheus.NewDesc(c.name, c.help, c.labels, nil)
 			var ms []prometheus.Metric
-			for _, s := range c.samples {
-				w.Sample(f, s.v, s.lv...)
+			for i, s := range c.samples {
+				if i%2 == 0 {
+					w.Sample(f, s.v, s.lv...)
+				} else { // the same through Labels
+					var ls []Label
+					for _, v := range s.lv {
+						l, ok := NewLabel(v)
+						if !ok {
+							t.Fatalf("NewLabel(%q) failed", v)
+						}
+						ls = append(ls, l)
+					}
+					w.SampleLabels(f, s.v, ls...)
+				}
 				ms = append(ms, prometheus.MustNewConstMetric(d, vt, s.v, s.lv...))
 			}
 			if err := w.Flush(); err != nil {
@@ -111,6 +129,15 @@ func TestInvalidUTF8LeftOut(t *testing.T) {
 	}
 }
 
+func TestNewLabel(t *testing.T) {
+	if _, ok := NewLabel("bad\xff"); ok {
+		t.Error("NewLabel accepted invalid UTF-8")
+	}
+	if l, ok := NewLabel("a \"b\"\n\\"); !ok || l.escaped != `a \"b\"\n\\` {
+		t.Errorf("NewLabel escaped to %q", l.escaped)
+	}
+}
+
 func TestInterleavedFamilies(t *testing.T) {
 	var b bytes.Buffer
 	w := NewWriter(&b)
@@ -128,6 +155,19 @@ func BenchmarkSample(b *testing.B) {
 	f := NewFamily("hubmon_http_phase_seconds", "Duration of each phase.", Gauge, "site", "probe", "service", "phase")
 	for b.Loop() {
 		w.Sample(f, 0.123456789, "hub-00001", "services", "universal-credit", "first_byte")
+	}
+}
+
+func BenchmarkSampleLabels(b *testing.B) {
+	w := NewWriter(discard{})
+	f := NewFamily("hubmon_http_phase_seconds", "Duration of each phase.", Gauge, "site", "probe", "service", "phase")
+	var ls []Label
+	for _, s := range []string{"hub-00001", "services", "universal-credit", "first_byte"} {
+		l, _ := NewLabel(s)
+		ls = append(ls, l)
+	}
+	for b.Loop() {
+		w.SampleLabels(f, 0.123456789, ls...)
 	}
 }
 

@@ -13,12 +13,14 @@
 package metrics
 
 import (
+	"math"
 	"slices"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/hubmon/hubmon/agent/wire"
+	"github.com/hubmon/hubmon/collector/internal/exposition"
 	"github.com/hubmon/hubmon/collector/internal/store"
 )
 
@@ -31,7 +33,9 @@ const MaxProbesPerSite = 64
 //
 // The state of a site is copied on write: a *siteState, and everything it
 // points to, never changes once stored, so a scrape reads a snapshot of
-// pointers without holding the lock.
+// pointers without holding the lock. It keeps only what the series need,
+// in compact records with their label values escaped once (a site's id is
+// in each of its 64 series).
 type Fleet struct {
 	mu     sync.Mutex
 	list   []*siteState   // every site; by id when sorted
@@ -42,49 +46,92 @@ type Fleet struct {
 // siteState is what the fleet knows of one site. Read-only once stored.
 type siteState struct {
 	id     string
-	agent  *store.Agent  // the latest status; nil until one arrives
+	label  exposition.Label
+	agent  *agentState   // the latest status; nil until one arrives
 	probes []*probeState // by name
+}
+
+type agentState struct {
+	store.Agent
+	info [4]exposition.Label // agent_id, version, os, arch
 }
 
 // probeState is the latest state of one probe of a site. Read-only once
 // stored.
 type probeState struct {
 	name    string
+	label   exposition.Label
 	lastRun time.Time   // the most recent run of any kind (the cap drops the least recent)
 	speed   *speedState // speed tests; nil for other kinds
-	// the most recent measurement of each light stream (line quality by
-	// method; DNS, HTTP and Wi-Fi have one, variant ""), exported whole: a
-	// DNS name or service removed from the agent's config disappears, and
-	// one probe's series are bounded by the schema's limit on results per
-	// message
+	// the most recent result of each light stream (line quality by method;
+	// DNS, HTTP and Wi-Fi have one, variant ""), whole: a DNS name or
+	// service removed from the agent's config disappears, and one probe's
+	// series are bounded by the schema's limit on results per message
 	streams []stream
 	totals  []*lineTotal // line quality, by method
 }
 
+// stream is the latest result of a light probe: one of line, dns, http,
+// wifi is set.
 type stream struct {
 	variant string
-	m       *wire.Measurement
+	at      time.Time
+	line    *lineFig
+	dns     []dnsFig
+	http    []httpFig
+	wifi    *wifiFig
 }
 
-// figure is a value and when it was measured.
+// The figures of the light kinds; NaN where not measured.
+type (
+	lineFig struct {
+		method           exposition.Label
+		sent, received   int64
+		p50, p95, jitter float64
+		outage           bool
+	}
+	dnsFig struct {
+		resolver, name exposition.Label
+		success        bool
+		seconds        float64
+	}
+	httpFig struct {
+		name    exposition.Label
+		success bool
+		status  int
+		phases  [len(httpPhases)]float64
+		cert    float64 // expiry, Unix time
+	}
+	wifiFig struct {
+		iface, ssid, band   exposition.Label
+		signal, rate, hertz float64
+	}
+)
+
+// httpPhases are the phases of an HTTP check, in the order httpFig has them.
+var httpPhases = [...]string{"dns", "connect", "tls", "first_byte", "total"}
+
+// figure is a value and when it was measured; ok is false for none.
 type figure struct {
 	v  float64
 	at time.Time
+	ok bool
 }
 
 type speedState struct {
 	lastAttempt time.Time
 	lastSuccess time.Time
 	success     bool
-	download    *figure
-	upload      *figure
-	latency     *figure
-	loadedDown  *figure
-	loadedUp    *figure
-	addedDown   *figure
-	addedUp     *figure
-	grade       string
+	download    figure
+	upload      figure
+	latency     figure
+	loadedDown  figure
+	loadedUp    figure
+	addedDown   figure
+	addedUp     figure
+	grade       exposition.Label
 	gradeAt     time.Time
+	graded      bool
 }
 
 // NewFleet returns an empty Fleet.
@@ -94,33 +141,44 @@ func NewFleet() *Fleet {
 
 // update replaces the state of site id with fn's changes to a copy of it.
 // fn must copy, not change, anything the copy shares with the old state
-// (site.probe does that for a probe). Called with f.mu held.
+// (siteState.probe does that for a probe). Called with f.mu held.
 func (f *Fleet) update(id string, fn func(s *siteState)) {
-	i, ok := f.index[id]
-	s := siteState{id: id}
-	if ok {
-		s = *f.list[i]
-	}
-	fn(&s)
-	if ok {
+	if i, ok := f.index[id]; ok {
+		s := *f.list[i]
+		fn(&s)
 		f.list[i] = &s
 		return
 	}
+	label, ok := exposition.NewLabel(id)
+	if !ok {
+		return // not valid UTF-8 (the schema's site ids are ASCII)
+	}
+	s := siteState{id: id, label: label}
+	fn(&s)
 	f.index[id] = len(f.list)
 	f.list = append(f.list, &s)
 	f.sorted = false
 }
 
 // probe puts a copy of the named probe's state (a new one if there is
-// none) in a copy of s.probes and returns it, and whether it was known.
+// none) in a copy of s.probes and returns it, and whether it was known; nil
+// if the name is not valid UTF-8 (the schema's names are ASCII).
 func (s *siteState) probe(name string) (*probeState, bool) {
 	i, known := slices.BinarySearchFunc(s.probes, name, func(p *probeState, name string) int { return strings.Compare(p.name, name) })
+	var p *probeState
+	if known {
+		c := *s.probes[i]
+		p = &c
+	} else {
+		label, ok := exposition.NewLabel(name)
+		if !ok {
+			return nil, false
+		}
+		p = &probeState{name: name, label: label}
+	}
 	probes := make([]*probeState, len(s.probes), len(s.probes)+1)
 	copy(probes, s.probes)
-	p := &probeState{name: name}
 	if known {
-		c := *probes[i]
-		p = &c
 		probes[i] = p
 	} else {
 		probes = slices.Insert(probes, i, p)
@@ -143,24 +201,32 @@ func (s *siteState) enforceCap() {
 	}
 }
 
-func pick(cur *figure, v *float64, at time.Time) *figure {
-	if v == nil || (cur != nil && cur.at.After(at)) {
+func pick(cur figure, v *float64, at time.Time) figure {
+	if v == nil || (cur.ok && cur.at.After(at)) {
 		return cur
 	}
-	return &figure{*v, at}
+	return figure{*v, at, true}
 }
 
 // Observe records a stored measurement. Each figure keeps the value of the
 // most recent test that measured it; older measurements arriving late (an
-// outbox draining after an outage) never replace newer ones. The fleet keeps
-// a copy of *m (not m, which may be an element of a large slice: a start-up
-// reads the last 50 rows of every probe) and what it points to, which
-// neither the caller nor the fleet may change.
+// outbox draining after an outage) never replace newer ones. The fleet
+// keeps what it needs of m, never m.
 func (f *Fleet) Observe(m *wire.Measurement) {
+	var st stream
+	if m.Kind != wire.KindSpeedtest {
+		var ok bool
+		if st, ok = newStream(m); !ok {
+			return
+		}
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.update(m.Site, func(s *siteState) {
 		p, known := s.probe(m.Probe)
+		if p == nil {
+			return
+		}
 		if m.MeasuredAt.After(p.lastRun) {
 			p.lastRun = m.MeasuredAt
 		}
@@ -169,25 +235,88 @@ func (f *Fleet) Observe(m *wire.Measurement) {
 				p.speed = observeSpeed(p.speed, m)
 			}
 		} else {
-			variant := ""
-			if m.LineQuality != nil {
-				variant = m.LineQuality.Method
-			}
-			i, found := slices.BinarySearchFunc(p.streams, variant, func(s stream, v string) int { return strings.Compare(s.variant, v) })
+			i, found := slices.BinarySearchFunc(p.streams, st.variant, func(s stream, v string) int { return strings.Compare(s.variant, v) })
 			switch {
 			case !found:
-				c := *m
-				p.streams = slices.Insert(slices.Clone(p.streams), i, stream{variant, &c})
-			case !m.MeasuredAt.Before(p.streams[i].m.MeasuredAt):
-				c := *m
+				p.streams = slices.Insert(slices.Clone(p.streams), i, st)
+			case !st.at.Before(p.streams[i].at):
 				p.streams = slices.Clone(p.streams)
-				p.streams[i].m = &c
+				p.streams[i] = st
 			}
 		}
 		if !known {
 			s.enforceCap()
 		}
 	})
+}
+
+// nan returns *v, or NaN for nil.
+func nan(v *float64) float64 {
+	if v == nil {
+		return math.NaN()
+	}
+	return *v
+}
+
+// labels returns the Labels of ss, or false if one is not valid UTF-8.
+func labels(ss ...string) ([]exposition.Label, bool) {
+	out := make([]exposition.Label, len(ss))
+	for i, s := range ss {
+		var ok bool
+		if out[i], ok = exposition.NewLabel(s); !ok {
+			return nil, false
+		}
+	}
+	return out, true
+}
+
+// newStream returns what the series need of a light measurement; false if
+// it has nothing to show. A result with a label value that is not valid
+// UTF-8 is left out (the schema's are valid).
+func newStream(m *wire.Measurement) (stream, bool) {
+	st := stream{at: m.MeasuredAt}
+	switch {
+	case m.LineQuality != nil:
+		l := m.LineQuality
+		ls, ok := labels(l.Method)
+		if !ok {
+			return st, false
+		}
+		st.variant = l.Method
+		st.line = &lineFig{method: ls[0], sent: l.Sent, received: l.Received, p50: nan(l.RTTP50Seconds), p95: nan(l.RTTP95Seconds),
+			jitter: nan(l.JitterSeconds), outage: l.OutageSince != nil}
+	case m.DNS != nil:
+		st.dns = make([]dnsFig, 0, len(m.DNS.Results))
+		for _, r := range m.DNS.Results {
+			if ls, ok := labels(r.Resolver, r.Name); ok {
+				st.dns = append(st.dns, dnsFig{resolver: ls[0], name: ls[1], success: r.Success, seconds: nan(r.ResolveSeconds)})
+			}
+		}
+	case m.HTTP != nil:
+		st.http = make([]httpFig, 0, len(m.HTTP.Results))
+		for _, r := range m.HTTP.Results {
+			ls, ok := labels(r.Name)
+			if !ok {
+				continue
+			}
+			h := httpFig{name: ls[0], success: r.Success, status: r.StatusCode, cert: math.NaN(),
+				phases: [...]float64{nan(r.DNSSeconds), nan(r.ConnectSeconds), nan(r.TLSSeconds), nan(r.FirstByteSeconds), nan(r.TotalSeconds)}}
+			if r.CertNotAfter != nil {
+				h.cert = unix(*r.CertNotAfter)
+			}
+			st.http = append(st.http, h)
+		}
+	case m.WiFi != nil:
+		w := m.WiFi
+		ls, ok := labels(w.Interface, w.SSID, w.Band)
+		if !ok {
+			return st, false
+		}
+		st.wifi = &wifiFig{iface: ls[0], ssid: ls[1], band: ls[2], signal: nan(w.SignalDBM), rate: nan(w.LinkBitsPerSecond) / 8, hertz: nan(w.FrequencyMHz) * 1e6}
+	default:
+		return st, false
+	}
+	return st, true
 }
 
 // observeSpeed returns a copy of cur (nil for none) with the speed test m.
@@ -212,16 +341,23 @@ func observeSpeed(cur *speedState, m *wire.Measurement) *speedState {
 	s.addedDown = pick(s.addedDown, st.AddedLatencyUnderDownloadSeconds, at)
 	s.addedUp = pick(s.addedUp, st.AddedLatencyUnderUploadSeconds, at)
 	if st.BufferbloatGrade != "" && !at.Before(s.gradeAt) {
-		s.grade, s.gradeAt = st.BufferbloatGrade, at
+		if l, ok := exposition.NewLabel(st.BufferbloatGrade); ok {
+			s.grade, s.gradeAt, s.graded = l, at, true
+		}
 	}
 	return s
 }
 
 // ObserveAgent records the stored state of a site's agent.
 func (f *Fleet) ObserveAgent(a store.Agent) {
+	ls, ok := labels(a.AgentID, a.AgentVersion, a.OS, a.Arch)
+	if !ok {
+		return
+	}
+	as := &agentState{Agent: a, info: [4]exposition.Label(ls)}
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	f.update(a.Site, func(s *siteState) { s.agent = &a })
+	f.update(a.Site, func(s *siteState) { s.agent = as })
 }
 
 // Seen records that a site sent something at t.

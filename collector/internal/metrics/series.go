@@ -1,6 +1,7 @@
 package metrics
 
 import (
+	"math"
 	"time"
 
 	"github.com/hubmon/hubmon/agent/wire"
@@ -109,58 +110,98 @@ func b2f(b bool) float64 {
 	return 0
 }
 
+// Label values the series use.
+var (
+	lDownload, lUpload = label("download"), label("upload")
+	lP50, lP95         = label("p50"), label("p95")
+	lCauses            = [len(causes)]exposition.Label{label(causes[0]), label(causes[1]), label(causes[2])}
+	lPhases            = func() (ls [len(httpPhases)]exposition.Label) {
+		for i, p := range httpPhases {
+			ls[i] = label(p)
+		}
+		return ls
+	}()
+)
+
+func label(s string) exposition.Label {
+	l, ok := exposition.NewLabel(s)
+	if !ok {
+		panic("metrics: invalid label value " + s)
+	}
+	return l
+}
+
 // rows are the states of a snapshot, flattened by kind, in site and probe
-// order.
+// order: each family is written in a pass over one of them.
 type rows struct {
 	speeds []speedRow
-	lines  []lightRow // line quality
-	dns    []lightRow
-	http   []lightRow
-	wifi   []lightRow
+	lines  []lineRow
 	totals []totalRow
-	agents []*siteState
+	dns    []dnsRow
+	http   []httpRow
+	wifi   []wifiRow
+	agents []agentRow
 }
 
-type speedRow struct {
-	site, probe string
-	s           *speedState
-}
-
-type lightRow struct {
-	site, probe string
-	m           *wire.Measurement
-}
-
-type totalRow struct {
-	site, probe string
-	t           *lineTotal
-}
+type (
+	speedRow struct {
+		site, probe exposition.Label
+		s           *speedState
+	}
+	lineRow struct {
+		site, probe exposition.Label
+		l           *lineFig
+	}
+	totalRow struct {
+		site, probe exposition.Label
+		t           *lineTotal
+	}
+	dnsRow struct {
+		site, probe exposition.Label
+		d           *dnsFig
+	}
+	httpRow struct {
+		site, probe exposition.Label
+		h           *httpFig
+	}
+	wifiRow struct {
+		site, probe exposition.Label
+		w           *wifiFig
+	}
+	agentRow struct {
+		site exposition.Label
+		a    *agentState
+	}
+)
 
 func flatten(snap []*siteState) *rows {
-	r := &rows{}
+	r := &rows{speeds: make([]speedRow, 0, len(snap)), lines: make([]lineRow, 0, len(snap)), totals: make([]totalRow, 0, len(snap)),
+		dns: make([]dnsRow, 0, 2*len(snap)), http: make([]httpRow, 0, 3*len(snap)), agents: make([]agentRow, 0, len(snap))}
 	for _, s := range snap {
 		if s.agent != nil {
-			r.agents = append(r.agents, s)
+			r.agents = append(r.agents, agentRow{s.label, s.agent})
 		}
 		for _, p := range s.probes {
 			if p.speed != nil {
-				r.speeds = append(r.speeds, speedRow{s.id, p.name, p.speed})
+				r.speeds = append(r.speeds, speedRow{s.label, p.label, p.speed})
 			}
-			for _, st := range p.streams {
-				lr := lightRow{s.id, p.name, st.m}
+			for i := range p.streams {
+				st := &p.streams[i]
 				switch {
-				case st.m.LineQuality != nil:
-					r.lines = append(r.lines, lr)
-				case st.m.DNS != nil:
-					r.dns = append(r.dns, lr)
-				case st.m.HTTP != nil:
-					r.http = append(r.http, lr)
-				case st.m.WiFi != nil:
-					r.wifi = append(r.wifi, lr)
+				case st.line != nil:
+					r.lines = append(r.lines, lineRow{s.label, p.label, st.line})
+				case st.wifi != nil:
+					r.wifi = append(r.wifi, wifiRow{s.label, p.label, st.wifi})
+				}
+				for j := range st.dns {
+					r.dns = append(r.dns, dnsRow{s.label, p.label, &st.dns[j]})
+				}
+				for j := range st.http {
+					r.http = append(r.http, httpRow{s.label, p.label, &st.http[j]})
 				}
 			}
 			for _, t := range p.totals {
-				r.totals = append(r.totals, totalRow{s.id, p.name, t})
+				r.totals = append(r.totals, totalRow{s.label, p.label, t})
 			}
 		}
 	}
@@ -180,192 +221,172 @@ func (f *Fleet) WriteSeries(w *exposition.Writer) {
 func writeSpeeds(w *exposition.Writer, speeds []speedRow) {
 	for _, fig := range []struct {
 		fam   *exposition.Family
-		get   func(s *speedState) *figure
+		get   func(s *speedState) figure
 		scale float64
 	}{
-		{famDownload, func(s *speedState) *figure { return s.download }, 1.0 / 8},
-		{famUpload, func(s *speedState) *figure { return s.upload }, 1.0 / 8},
-		{famLatency, func(s *speedState) *figure { return s.latency }, 1},
+		{famDownload, func(s *speedState) figure { return s.download }, 1.0 / 8},
+		{famUpload, func(s *speedState) figure { return s.upload }, 1.0 / 8},
+		{famLatency, func(s *speedState) figure { return s.latency }, 1},
 	} {
 		for _, r := range speeds {
-			if v := fig.get(r.s); v != nil {
-				w.Sample(fig.fam, v.v*fig.scale, r.site, r.probe)
+			if v := fig.get(r.s); v.ok {
+				w.SampleLabels(fig.fam, v.v*fig.scale, r.site, r.probe)
 			}
 		}
 	}
 	for _, r := range speeds {
-		if r.s.download != nil {
-			w.Sample(famFigureTime, unix(r.s.download.at), r.site, r.probe, "download")
+		if r.s.download.ok {
+			w.SampleLabels(famFigureTime, unix(r.s.download.at), r.site, r.probe, lDownload)
 		}
-		if r.s.upload != nil {
-			w.Sample(famFigureTime, unix(r.s.upload.at), r.site, r.probe, "upload")
+		if r.s.upload.ok {
+			w.SampleLabels(famFigureTime, unix(r.s.upload.at), r.site, r.probe, lUpload)
 		}
 	}
 	for _, r := range speeds {
-		w.Sample(famSuccess, b2f(r.s.success), r.site, r.probe)
+		w.SampleLabels(famSuccess, b2f(r.s.success), r.site, r.probe)
 	}
 	for _, r := range speeds {
 		if !r.s.lastSuccess.IsZero() {
-			w.Sample(famLastSuccess, unix(r.s.lastSuccess), r.site, r.probe)
+			w.SampleLabels(famLastSuccess, unix(r.s.lastSuccess), r.site, r.probe)
 		}
 	}
 	for _, dir := range []struct {
-		fam        *exposition.Family
-		down, up   func(s *speedState) *figure
-		downN, upN string
+		fam      *exposition.Family
+		down, up func(s *speedState) figure
 	}{
-		{famLoaded, func(s *speedState) *figure { return s.loadedDown }, func(s *speedState) *figure { return s.loadedUp }, "download", "upload"},
-		{famAdded, func(s *speedState) *figure { return s.addedDown }, func(s *speedState) *figure { return s.addedUp }, "download", "upload"},
+		{famLoaded, func(s *speedState) figure { return s.loadedDown }, func(s *speedState) figure { return s.loadedUp }},
+		{famAdded, func(s *speedState) figure { return s.addedDown }, func(s *speedState) figure { return s.addedUp }},
 	} {
 		for _, r := range speeds {
-			if v := dir.down(r.s); v != nil {
-				w.Sample(dir.fam, v.v, r.site, r.probe, dir.downN)
+			if v := dir.down(r.s); v.ok {
+				w.SampleLabels(dir.fam, v.v, r.site, r.probe, lDownload)
 			}
-			if v := dir.up(r.s); v != nil {
-				w.Sample(dir.fam, v.v, r.site, r.probe, dir.upN)
+			if v := dir.up(r.s); v.ok {
+				w.SampleLabels(dir.fam, v.v, r.site, r.probe, lUpload)
 			}
 		}
 	}
 	for _, r := range speeds {
-		if r.s.grade != "" {
-			w.Sample(famGrade, 1, r.site, r.probe, r.s.grade)
+		if r.s.graded {
+			w.SampleLabels(famGrade, 1, r.site, r.probe, r.s.grade)
 		}
 	}
 }
 
-func writeLines(w *exposition.Writer, lines []lightRow, totals []totalRow) {
+func writeLines(w *exposition.Writer, lines []lineRow, totals []totalRow) {
 	for _, r := range lines {
-		if l := r.m.LineQuality; l.Sent > 0 {
-			w.Sample(famLQLoss, float64(l.Sent-l.Received)/float64(l.Sent), r.site, r.probe, l.Method)
-		}
-	}
-	for _, r := range lines {
-		l := r.m.LineQuality
-		if l.RTTP50Seconds != nil {
-			w.Sample(famLQRTT, *l.RTTP50Seconds, r.site, r.probe, l.Method, "p50")
-		}
-		if l.RTTP95Seconds != nil {
-			w.Sample(famLQRTT, *l.RTTP95Seconds, r.site, r.probe, l.Method, "p95")
+		if l := r.l; l.sent > 0 {
+			w.SampleLabels(famLQLoss, float64(l.sent-l.received)/float64(l.sent), r.site, r.probe, l.method)
 		}
 	}
 	for _, r := range lines {
-		if l := r.m.LineQuality; l.JitterSeconds != nil {
-			w.Sample(famLQJitter, *l.JitterSeconds, r.site, r.probe, l.Method)
+		if !math.IsNaN(r.l.p50) {
+			w.SampleLabels(famLQRTT, r.l.p50, r.site, r.probe, r.l.method, lP50)
+		}
+		if !math.IsNaN(r.l.p95) {
+			w.SampleLabels(famLQRTT, r.l.p95, r.site, r.probe, r.l.method, lP95)
 		}
 	}
 	for _, r := range lines {
-		l := r.m.LineQuality
-		w.Sample(famLQOutage, b2f(l.OutageSince != nil), r.site, r.probe, l.Method)
+		if !math.IsNaN(r.l.jitter) {
+			w.SampleLabels(famLQJitter, r.l.jitter, r.site, r.probe, r.l.method)
+		}
+	}
+	for _, r := range lines {
+		w.SampleLabels(famLQOutage, b2f(r.l.outage), r.site, r.probe, r.l.method)
 	}
 	for _, r := range totals {
-		w.Sample(famLQSentTotal, float64(r.t.sent), r.site, r.probe, r.t.method)
+		w.SampleLabels(famLQSentTotal, float64(r.t.sent), r.site, r.probe, r.t.label)
 	}
 	for _, r := range totals {
-		w.Sample(famLQLostTotal, float64(r.t.sent-r.t.received), r.site, r.probe, r.t.method)
+		w.SampleLabels(famLQLostTotal, float64(r.t.sent-r.t.received), r.site, r.probe, r.t.label)
 	}
 	for _, r := range totals {
-		for c, cause := range causes {
-			w.Sample(famLQOutagesTotal, float64(r.t.outages[c]), r.site, r.probe, r.t.method, cause)
+		for c := range causes {
+			w.SampleLabels(famLQOutagesTotal, float64(r.t.outages[c]), r.site, r.probe, r.t.label, lCauses[c])
 		}
 	}
 	for _, r := range totals {
-		for c, cause := range causes {
-			w.Sample(famLQOutageSecondsTotal, r.t.outageSeconds[c], r.site, r.probe, r.t.method, cause)
+		for c := range causes {
+			w.SampleLabels(famLQOutageSecondsTotal, r.t.outageSeconds[c], r.site, r.probe, r.t.label, lCauses[c])
 		}
 	}
 }
 
 func writeLight(w *exposition.Writer, r *rows) {
 	for _, x := range r.dns {
-		for _, d := range x.m.DNS.Results {
-			w.Sample(famDNSSuccess, b2f(d.Success), x.site, x.probe, d.Resolver, d.Name)
-		}
+		w.SampleLabels(famDNSSuccess, b2f(x.d.success), x.site, x.probe, x.d.resolver, x.d.name)
 	}
 	for _, x := range r.dns {
-		for _, d := range x.m.DNS.Results {
-			if d.ResolveSeconds != nil {
-				w.Sample(famDNSSeconds, *d.ResolveSeconds, x.site, x.probe, d.Resolver, d.Name)
+		if !math.IsNaN(x.d.seconds) {
+			w.SampleLabels(famDNSSeconds, x.d.seconds, x.site, x.probe, x.d.resolver, x.d.name)
+		}
+	}
+	for _, x := range r.http {
+		w.SampleLabels(famHTTPSuccess, b2f(x.h.success), x.site, x.probe, x.h.name)
+	}
+	for _, x := range r.http {
+		if x.h.status > 0 {
+			w.SampleLabels(famHTTPStatus, float64(x.h.status), x.site, x.probe, x.h.name)
+		}
+	}
+	for _, x := range r.http {
+		for i, v := range x.h.phases {
+			if !math.IsNaN(v) {
+				w.SampleLabels(famHTTPPhase, v, x.site, x.probe, x.h.name, lPhases[i])
 			}
 		}
 	}
 	for _, x := range r.http {
-		for _, h := range x.m.HTTP.Results {
-			w.Sample(famHTTPSuccess, b2f(h.Success), x.site, x.probe, h.Name)
-		}
-	}
-	for _, x := range r.http {
-		for _, h := range x.m.HTTP.Results {
-			if h.StatusCode > 0 {
-				w.Sample(famHTTPStatus, float64(h.StatusCode), x.site, x.probe, h.Name)
-			}
-		}
-	}
-	for _, x := range r.http {
-		for _, h := range x.m.HTTP.Results {
-			for _, ph := range []struct {
-				name string
-				v    *float64
-			}{{"dns", h.DNSSeconds}, {"connect", h.ConnectSeconds}, {"tls", h.TLSSeconds}, {"first_byte", h.FirstByteSeconds}, {"total", h.TotalSeconds}} {
-				if ph.v != nil {
-					w.Sample(famHTTPPhase, *ph.v, x.site, x.probe, h.Name, ph.name)
-				}
-			}
-		}
-	}
-	for _, x := range r.http {
-		for _, h := range x.m.HTTP.Results {
-			if h.CertNotAfter != nil {
-				w.Sample(famHTTPCert, unix(*h.CertNotAfter), x.site, x.probe, h.Name)
-			}
+		if !math.IsNaN(x.h.cert) {
+			w.SampleLabels(famHTTPCert, x.h.cert, x.site, x.probe, x.h.name)
 		}
 	}
 	for _, fig := range []struct {
-		fam   *exposition.Family
-		get   func(w *wire.WiFi) *float64
-		scale float64
+		fam *exposition.Family
+		get func(w *wifiFig) float64
 	}{
-		{famWiFiSignal, func(w *wire.WiFi) *float64 { return w.SignalDBM }, 1},
-		{famWiFiRate, func(w *wire.WiFi) *float64 { return w.LinkBitsPerSecond }, 1.0 / 8},
-		{famWiFiFreq, func(w *wire.WiFi) *float64 { return w.FrequencyMHz }, 1e6},
+		{famWiFiSignal, func(w *wifiFig) float64 { return w.signal }},
+		{famWiFiRate, func(w *wifiFig) float64 { return w.rate }},
+		{famWiFiFreq, func(w *wifiFig) float64 { return w.hertz }},
 	} {
 		for _, x := range r.wifi {
-			if v := fig.get(x.m.WiFi); v != nil {
-				w.Sample(fig.fam, *v*fig.scale, x.site, x.probe)
+			if v := fig.get(x.w); !math.IsNaN(v) {
+				w.SampleLabels(fig.fam, v, x.site, x.probe)
 			}
 		}
 	}
 	for _, x := range r.wifi {
-		wf := x.m.WiFi
-		w.Sample(famWiFiInfo, 1, x.site, x.probe, wf.Interface, wf.SSID, wf.Band)
+		w.SampleLabels(famWiFiInfo, 1, x.site, x.probe, x.w.iface, x.w.ssid, x.w.band)
 	}
 }
 
-func writeAgents(w *exposition.Writer, agents []*siteState) {
+func writeAgents(w *exposition.Writer, agents []agentRow) {
 	for _, fig := range []struct {
 		fam *exposition.Family
-		get func(s *siteState) float64
+		get func(a *agentState) float64
 	}{
-		{famUp, func(s *siteState) float64 { return b2f(s.agent.State == wire.StateOnline) }},
-		{famLastSeen, func(s *siteState) float64 { return unix(s.agent.LastSeenAt) }},
-		{famBacklog, func(s *siteState) float64 { return float64(s.agent.OutboxBacklog) }},
-		{famDropped, func(s *siteState) float64 { return float64(s.agent.OutboxDroppedTotal) }},
-		{famStart, func(s *siteState) float64 { return unix(s.agent.SentAt) - s.agent.UptimeSeconds }},
-		{famBudgetUsed, func(s *siteState) float64 { return float64(s.agent.DataUsedBytes) }},
-		{famSkipped, func(s *siteState) float64 { return float64(s.agent.SpeedtestsSkipped) }},
-		{famShortened, func(s *siteState) float64 { return float64(s.agent.SpeedtestsShortened) }},
-		{famLost, func(s *siteState) float64 { return float64(s.agent.MeasurementsLostTotal) }},
+		{famUp, func(a *agentState) float64 { return b2f(a.State == wire.StateOnline) }},
+		{famLastSeen, func(a *agentState) float64 { return unix(a.LastSeenAt) }},
+		{famBacklog, func(a *agentState) float64 { return float64(a.OutboxBacklog) }},
+		{famDropped, func(a *agentState) float64 { return float64(a.OutboxDroppedTotal) }},
+		{famStart, func(a *agentState) float64 { return unix(a.SentAt) - a.UptimeSeconds }},
+		{famBudgetUsed, func(a *agentState) float64 { return float64(a.DataUsedBytes) }},
+		{famSkipped, func(a *agentState) float64 { return float64(a.SpeedtestsSkipped) }},
+		{famShortened, func(a *agentState) float64 { return float64(a.SpeedtestsShortened) }},
+		{famLost, func(a *agentState) float64 { return float64(a.MeasurementsLostTotal) }},
 	} {
-		for _, s := range agents {
-			w.Sample(fig.fam, fig.get(s), s.id)
+		for _, r := range agents {
+			w.SampleLabels(fig.fam, fig.get(r.a), r.site)
 		}
 	}
-	for _, s := range agents {
-		a := s.agent
-		w.Sample(famInfo, 1, s.id, a.AgentID, a.AgentVersion, a.OS, a.Arch)
+	for _, r := range agents {
+		i := &r.a.info
+		w.SampleLabels(famInfo, 1, r.site, i[0], i[1], i[2], i[3])
 	}
-	for _, s := range agents {
-		if s.agent.DataBudgetBytes > 0 {
-			w.Sample(famBudget, float64(s.agent.DataBudgetBytes), s.id)
+	for _, r := range agents {
+		if r.a.DataBudgetBytes > 0 {
+			w.SampleLabels(famBudget, float64(r.a.DataBudgetBytes), r.site)
 		}
 	}
 }

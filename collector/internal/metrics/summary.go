@@ -44,13 +44,13 @@ func (f *Fleet) Sites() []SiteSummary {
 			}
 			sum := &SpeedSummary{Probe: p.name, At: sp.lastAttempt, Success: sp.success}
 			// the figures of that very test, when it measured them
-			if sp.download != nil && sp.download.at.Equal(sp.lastAttempt) {
+			if sp.download.ok && sp.download.at.Equal(sp.lastAttempt) {
 				sum.Download = &sp.download.v
 			}
-			if sp.upload != nil && sp.upload.at.Equal(sp.lastAttempt) {
+			if sp.upload.ok && sp.upload.at.Equal(sp.lastAttempt) {
 				sum.Upload = &sp.upload.v
 			}
-			if sp.latency != nil && sp.latency.at.Equal(sp.lastAttempt) {
+			if sp.latency.ok && sp.latency.at.Equal(sp.lastAttempt) {
 				sum.Latency = &sp.latency.v
 			}
 			s.Speed = sum

@@ -5,6 +5,7 @@ import (
 	"strings"
 
 	"github.com/hubmon/hubmon/agent/wire"
+	"github.com/hubmon/hubmon/collector/internal/exposition"
 	"github.com/hubmon/hubmon/collector/internal/store"
 )
 
@@ -30,19 +31,28 @@ func causeIndex(cause string) int {
 // stored.
 type lineTotal struct {
 	method         string
+	label          exposition.Label // of method
 	sent, received int64
 	outages        [len(causes)]int64
 	outageSeconds  [len(causes)]float64
 }
 
 // total puts a copy of the stream's totals (new ones if there are none) in
-// a copy of p.totals and returns it.
+// a copy of p.totals and returns it; nil if method is not valid UTF-8 (the
+// schema's methods are ASCII).
 func (p *probeState) total(method string) *lineTotal {
 	i, found := slices.BinarySearchFunc(p.totals, method, func(t *lineTotal, m string) int { return strings.Compare(t.method, m) })
 	t := &lineTotal{method: method}
+	if found {
+		*t = *p.totals[i]
+	} else {
+		var ok bool
+		if t.label, ok = exposition.NewLabel(method); !ok {
+			return nil
+		}
+	}
 	totals := slices.Clone(p.totals)
 	if found {
-		*t = *totals[i]
 		totals[i] = t
 	} else {
 		totals = slices.Insert(totals, i, t)
@@ -57,8 +67,14 @@ func (f *Fleet) SetLineTotal(lt store.LineTotal) {
 	defer f.mu.Unlock()
 	f.update(lt.Site, func(s *siteState) {
 		p, known := s.probe(lt.Probe)
+		if p == nil {
+			return
+		}
 		t := p.total(lt.Method)
-		*t = lineTotal{method: lt.Method, sent: lt.Sent, received: lt.Received}
+		if t == nil {
+			return
+		}
+		t.sent, t.received, t.outages, t.outageSeconds = lt.Sent, lt.Received, [len(causes)]int64{}, [len(causes)]float64{}
 		for c, n := range lt.Outages {
 			t.outages[causeIndex(c)] += n
 		}
@@ -82,10 +98,16 @@ func (f *Fleet) Count(m *wire.Measurement) {
 	defer f.mu.Unlock()
 	f.update(m.Site, func(s *siteState) {
 		p, known := s.probe(m.Probe)
+		if p == nil {
+			return
+		}
 		if !known {
 			s.enforceCap()
 		}
 		t := p.total(l.Method)
+		if t == nil {
+			return
+		}
 		t.sent += l.Sent
 		t.received += l.Received
 		listed := 0.0

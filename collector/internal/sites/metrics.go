@@ -70,15 +70,15 @@ func (r *Registry) WriteSeries(w *exposition.Writer) {
 // WriteOpen writes hubmon_site_open of every hub of the file whose opening
 // hours are known: 1 if it is open now.
 func (r *Registry) WriteOpen(w *exposition.Writer) {
-	list := r.Sites()
+	snap := r.cur.Load()
 	now := r.opts.Now()
-	for i := range list {
-		if s := &list[i]; s.HasHours {
+	for i := range snap.list {
+		if s := &snap.list[i]; s.HasHours {
 			open := 0.0
 			if OpenAt(s, now) {
 				open = 1
 			}
-			w.Sample(famOpen, open, s.ID)
+			w.SampleLabels(famOpen, open, snap.labels[i])
 		}
 	}
 }
