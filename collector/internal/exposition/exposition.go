@@ -136,6 +136,30 @@ func NewLabel(s string) (Label, bool) {
 	return Label{string(b)}, true
 }
 
+// Pack returns labels that share one string, in order: written in that
+// order, they are read from memory in order too. (Label values made one by
+// one lie wherever they were allocated; a scrape that writes a site's id
+// into each of its series, for 20,000 sites, waits on memory for each.)
+func Pack(ls []Label) []Label {
+	n := 0
+	for _, l := range ls {
+		n += len(l.escaped)
+	}
+	var b strings.Builder
+	b.Grow(n)
+	for _, l := range ls {
+		b.WriteString(l.escaped)
+	}
+	all := b.String()
+	out := make([]Label, len(ls))
+	at := 0
+	for i, l := range ls {
+		out[i] = Label{all[at : at+len(l.escaped)]}
+		at += len(l.escaped)
+	}
+	return out
+}
+
 // Sample writes one sample of family f with the label values lv, in the
 // order f's labels were given to NewFamily. The family's HELP and TYPE are
 // written before its first sample.

@@ -138,6 +138,20 @@ func TestNewLabel(t *testing.T) {
 	}
 }
 
+func TestPack(t *testing.T) {
+	var ls []Label
+	for _, s := range []string{"hub-1", "", "a \"b\"", "hub-22"} {
+		l, _ := NewLabel(s)
+		ls = append(ls, l)
+	}
+	packed := Pack(ls)
+	for i := range ls {
+		if packed[i] != ls[i] {
+			t.Errorf("Pack: %q, want %q", packed[i].escaped, ls[i].escaped)
+		}
+	}
+}
+
 func TestInterleavedFamilies(t *testing.T) {
 	var b bytes.Buffer
 	w := NewWriter(&b)

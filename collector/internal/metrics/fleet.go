@@ -41,6 +41,49 @@ type Fleet struct {
 	list   []*siteState   // every site; by id when sorted
 	index  map[string]int // site id -> position in list
 	sorted bool
+	names  labeler
+}
+
+// maxInterned bounds the label values a labeler keeps.
+const maxInterned = 4096
+
+// labeler makes Labels, interning the values a fleet repeats (probe names,
+// services, resolvers, methods, versions): made once and shared, they take
+// no memory per site, and a scrape reads them from a handful of places.
+// Beyond maxInterned distinct values (a fleet has a few dozen), a value is
+// made anew each time. Safe for concurrent use.
+type labeler struct {
+	mu sync.Mutex
+	m  map[string]exposition.Label
+}
+
+// label returns s as a Label, or false if s is not valid UTF-8.
+func (l *labeler) label(s string) (exposition.Label, bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if lb, ok := l.m[s]; ok {
+		return lb, true
+	}
+	lb, ok := exposition.NewLabel(s)
+	if ok && len(l.m) < maxInterned {
+		if l.m == nil {
+			l.m = map[string]exposition.Label{}
+		}
+		l.m[s] = lb
+	}
+	return lb, ok
+}
+
+// labels returns the Labels of ss, or false if one is not valid UTF-8.
+func (l *labeler) labels(ss ...string) ([]exposition.Label, bool) {
+	out := make([]exposition.Label, len(ss))
+	for i, s := range ss {
+		var ok bool
+		if out[i], ok = l.label(s); !ok {
+			return nil, false
+		}
+	}
+	return out, true
 }
 
 // siteState is what the fleet knows of one site. Read-only once stored.
@@ -163,14 +206,14 @@ func (f *Fleet) update(id string, fn func(s *siteState)) {
 // probe puts a copy of the named probe's state (a new one if there is
 // none) in a copy of s.probes and returns it, and whether it was known; nil
 // if the name is not valid UTF-8 (the schema's names are ASCII).
-func (s *siteState) probe(name string) (*probeState, bool) {
+func (s *siteState) probe(name string, names *labeler) (*probeState, bool) {
 	i, known := slices.BinarySearchFunc(s.probes, name, func(p *probeState, name string) int { return strings.Compare(p.name, name) })
 	var p *probeState
 	if known {
 		c := *s.probes[i]
 		p = &c
 	} else {
-		label, ok := exposition.NewLabel(name)
+		label, ok := names.label(name)
 		if !ok {
 			return nil, false
 		}
@@ -216,14 +259,14 @@ func (f *Fleet) Observe(m *wire.Measurement) {
 	var st stream
 	if m.Kind != wire.KindSpeedtest {
 		var ok bool
-		if st, ok = newStream(m); !ok {
+		if st, ok = newStream(m, &f.names); !ok {
 			return
 		}
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.update(m.Site, func(s *siteState) {
-		p, known := s.probe(m.Probe)
+		p, known := s.probe(m.Probe, &f.names)
 		if p == nil {
 			return
 		}
@@ -232,7 +275,7 @@ func (f *Fleet) Observe(m *wire.Measurement) {
 		}
 		if m.Kind == wire.KindSpeedtest {
 			if m.Speedtest != nil {
-				p.speed = observeSpeed(p.speed, m)
+				p.speed = observeSpeed(p.speed, m, &f.names)
 			}
 		} else {
 			i, found := slices.BinarySearchFunc(p.streams, st.variant, func(s stream, v string) int { return strings.Compare(s.variant, v) })
@@ -258,27 +301,15 @@ func nan(v *float64) float64 {
 	return *v
 }
 
-// labels returns the Labels of ss, or false if one is not valid UTF-8.
-func labels(ss ...string) ([]exposition.Label, bool) {
-	out := make([]exposition.Label, len(ss))
-	for i, s := range ss {
-		var ok bool
-		if out[i], ok = exposition.NewLabel(s); !ok {
-			return nil, false
-		}
-	}
-	return out, true
-}
-
 // newStream returns what the series need of a light measurement; false if
 // it has nothing to show. A result with a label value that is not valid
 // UTF-8 is left out (the schema's are valid).
-func newStream(m *wire.Measurement) (stream, bool) {
+func newStream(m *wire.Measurement, names *labeler) (stream, bool) {
 	st := stream{at: m.MeasuredAt}
 	switch {
 	case m.LineQuality != nil:
 		l := m.LineQuality
-		ls, ok := labels(l.Method)
+		ls, ok := names.labels(l.Method)
 		if !ok {
 			return st, false
 		}
@@ -288,14 +319,14 @@ func newStream(m *wire.Measurement) (stream, bool) {
 	case m.DNS != nil:
 		st.dns = make([]dnsFig, 0, len(m.DNS.Results))
 		for _, r := range m.DNS.Results {
-			if ls, ok := labels(r.Resolver, r.Name); ok {
+			if ls, ok := names.labels(r.Resolver, r.Name); ok {
 				st.dns = append(st.dns, dnsFig{resolver: ls[0], name: ls[1], success: r.Success, seconds: nan(r.ResolveSeconds)})
 			}
 		}
 	case m.HTTP != nil:
 		st.http = make([]httpFig, 0, len(m.HTTP.Results))
 		for _, r := range m.HTTP.Results {
-			ls, ok := labels(r.Name)
+			ls, ok := names.labels(r.Name)
 			if !ok {
 				continue
 			}
@@ -308,7 +339,7 @@ func newStream(m *wire.Measurement) (stream, bool) {
 		}
 	case m.WiFi != nil:
 		w := m.WiFi
-		ls, ok := labels(w.Interface, w.SSID, w.Band)
+		ls, ok := names.labels(w.Interface, w.SSID, w.Band)
 		if !ok {
 			return st, false
 		}
@@ -320,7 +351,7 @@ func newStream(m *wire.Measurement) (stream, bool) {
 }
 
 // observeSpeed returns a copy of cur (nil for none) with the speed test m.
-func observeSpeed(cur *speedState, m *wire.Measurement) *speedState {
+func observeSpeed(cur *speedState, m *wire.Measurement, names *labeler) *speedState {
 	s := &speedState{}
 	if cur != nil {
 		*s = *cur
@@ -341,7 +372,7 @@ func observeSpeed(cur *speedState, m *wire.Measurement) *speedState {
 	s.addedDown = pick(s.addedDown, st.AddedLatencyUnderDownloadSeconds, at)
 	s.addedUp = pick(s.addedUp, st.AddedLatencyUnderUploadSeconds, at)
 	if st.BufferbloatGrade != "" && !at.Before(s.gradeAt) {
-		if l, ok := exposition.NewLabel(st.BufferbloatGrade); ok {
+		if l, ok := names.label(st.BufferbloatGrade); ok {
 			s.grade, s.gradeAt, s.graded = l, at, true
 		}
 	}
@@ -350,11 +381,12 @@ func observeSpeed(cur *speedState, m *wire.Measurement) *speedState {
 
 // ObserveAgent records the stored state of a site's agent.
 func (f *Fleet) ObserveAgent(a store.Agent) {
-	ls, ok := labels(a.AgentID, a.AgentVersion, a.OS, a.Arch)
-	if !ok {
+	id, ok := exposition.NewLabel(a.AgentID) // one per site: not interned
+	ls, ok2 := f.names.labels(a.AgentVersion, a.OS, a.Arch)
+	if !ok || !ok2 {
 		return
 	}
-	as := &agentState{Agent: a, info: [4]exposition.Label(ls)}
+	as := &agentState{Agent: a, info: [4]exposition.Label{id, ls[0], ls[1], ls[2]}}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.update(a.Site, func(s *siteState) { s.agent = as })

@@ -113,6 +113,7 @@ func b2f(b bool) float64 {
 // Label values the series use.
 var (
 	lDownload, lUpload = label("download"), label("upload")
+	lDirections        = [2]exposition.Label{lDownload, lUpload}
 	lP50, lP95         = label("p50"), label("p95")
 	lCauses            = [len(causes)]exposition.Label{label(causes[0]), label(causes[1]), label(causes[2])}
 	lPhases            = func() (ls [len(httpPhases)]exposition.Label) {
@@ -132,7 +133,10 @@ func label(s string) exposition.Label {
 }
 
 // rows are the states of a snapshot, flattened by kind, in site and probe
-// order: each family is written in a pass over one of them.
+// order, with the figures copied in: each family is written in a pass over
+// one of them, which reads memory in order (a pass that followed pointers
+// to 20,000 sites' records, scattered in the heap, waited on memory for
+// each).
 type rows struct {
 	speeds []speedRow
 	lines  []lineRow
@@ -145,63 +149,128 @@ type rows struct {
 
 type (
 	speedRow struct {
-		site, probe exposition.Label
-		s           *speedState
+		site, probe               exposition.Label
+		down, up, latency         float64 // NaN for none
+		downAt, upAt, lastSuccess float64 // Unix time; NaN for none
+		loaded, added             [2]float64
+		success, graded           bool
+		grade                     exposition.Label
 	}
 	lineRow struct {
 		site, probe exposition.Label
-		l           *lineFig
+		l           lineFig
 	}
 	totalRow struct {
 		site, probe exposition.Label
-		t           *lineTotal
+		t           lineTotal
 	}
 	dnsRow struct {
 		site, probe exposition.Label
-		d           *dnsFig
+		d           dnsFig
 	}
 	httpRow struct {
 		site, probe exposition.Label
-		h           *httpFig
+		h           httpFig
 	}
 	wifiRow struct {
 		site, probe exposition.Label
 		w           *wifiFig
 	}
 	agentRow struct {
-		site exposition.Label
-		a    *agentState
+		site   exposition.Label
+		v      [len(agentFigures)]float64
+		budget int64
+		info   [4]exposition.Label
 	}
 )
+
+// agentFigures are the families of an agent's figures, in the order
+// agentRow.v has them.
+var agentFigures = [...]struct {
+	fam *exposition.Family
+	get func(a *agentState) float64
+}{
+	{famUp, func(a *agentState) float64 { return b2f(a.State == wire.StateOnline) }},
+	{famLastSeen, func(a *agentState) float64 { return unix(a.LastSeenAt) }},
+	{famBacklog, func(a *agentState) float64 { return float64(a.OutboxBacklog) }},
+	{famDropped, func(a *agentState) float64 { return float64(a.OutboxDroppedTotal) }},
+	{famStart, func(a *agentState) float64 { return unix(a.SentAt) - a.UptimeSeconds }},
+	{famBudgetUsed, func(a *agentState) float64 { return float64(a.DataUsedBytes) }},
+	{famSkipped, func(a *agentState) float64 { return float64(a.SpeedtestsSkipped) }},
+	{famShortened, func(a *agentState) float64 { return float64(a.SpeedtestsShortened) }},
+	{famLost, func(a *agentState) float64 { return float64(a.MeasurementsLostTotal) }},
+}
+
+// value returns f's value, or NaN for none.
+func (f figure) value() float64 {
+	if !f.ok {
+		return math.NaN()
+	}
+	return f.v
+}
+
+// time returns when f was measured (Unix time), or NaN for none.
+func (f figure) time() float64 {
+	if !f.ok {
+		return math.NaN()
+	}
+	return unix(f.at)
+}
+
+func newSpeedRow(site, probe exposition.Label, s *speedState) speedRow {
+	r := speedRow{site: site, probe: probe, down: s.download.value() / 8, up: s.upload.value() / 8, latency: s.latency.value(),
+		downAt: s.download.time(), upAt: s.upload.time(), lastSuccess: math.NaN(),
+		loaded:  [2]float64{s.loadedDown.value(), s.loadedUp.value()},
+		added:   [2]float64{s.addedDown.value(), s.addedUp.value()},
+		success: s.success, graded: s.graded, grade: s.grade}
+	if !s.lastSuccess.IsZero() {
+		r.lastSuccess = unix(s.lastSuccess)
+	}
+	return r
+}
+
+func newAgentRow(site exposition.Label, a *agentState) agentRow {
+	r := agentRow{site: site, budget: a.DataBudgetBytes, info: a.info}
+	for i, f := range agentFigures {
+		r.v[i] = f.get(a)
+	}
+	return r
+}
 
 func flatten(snap []*siteState) *rows {
 	r := &rows{speeds: make([]speedRow, 0, len(snap)), lines: make([]lineRow, 0, len(snap)), totals: make([]totalRow, 0, len(snap)),
 		dns: make([]dnsRow, 0, 2*len(snap)), http: make([]httpRow, 0, 3*len(snap)), agents: make([]agentRow, 0, len(snap))}
-	for _, s := range snap {
+	sites := make([]exposition.Label, len(snap))
+	for i, s := range snap {
+		sites[i] = s.label
+	}
+	sites = exposition.Pack(sites)
+	for i, s := range snap {
+		site := sites[i]
 		if s.agent != nil {
-			r.agents = append(r.agents, agentRow{s.label, s.agent})
+			r.agents = append(r.agents, newAgentRow(site, s.agent))
 		}
 		for _, p := range s.probes {
 			if p.speed != nil {
-				r.speeds = append(r.speeds, speedRow{s.label, p.label, p.speed})
+				r.speeds = append(r.speeds, newSpeedRow(site, p.label, p.speed))
 			}
 			for i := range p.streams {
 				st := &p.streams[i]
 				switch {
 				case st.line != nil:
-					r.lines = append(r.lines, lineRow{s.label, p.label, st.line})
+					r.lines = append(r.lines, lineRow{site, p.label, *st.line})
 				case st.wifi != nil:
-					r.wifi = append(r.wifi, wifiRow{s.label, p.label, st.wifi})
+					r.wifi = append(r.wifi, wifiRow{site, p.label, st.wifi})
 				}
 				for j := range st.dns {
-					r.dns = append(r.dns, dnsRow{s.label, p.label, &st.dns[j]})
+					r.dns = append(r.dns, dnsRow{site, p.label, st.dns[j]})
 				}
 				for j := range st.http {
-					r.http = append(r.http, httpRow{s.label, p.label, &st.http[j]})
+					r.http = append(r.http, httpRow{site, p.label, st.http[j]})
 				}
 			}
 			for _, t := range p.totals {
-				r.totals = append(r.totals, totalRow{s.label, p.label, t})
+				r.totals = append(r.totals, totalRow{site, p.label, *t})
 			}
 		}
 	}
@@ -220,66 +289,70 @@ func (f *Fleet) WriteSeries(w *exposition.Writer) {
 
 func writeSpeeds(w *exposition.Writer, speeds []speedRow) {
 	for _, fig := range []struct {
-		fam   *exposition.Family
-		get   func(s *speedState) figure
-		scale float64
+		fam *exposition.Family
+		get func(r *speedRow) float64
 	}{
-		{famDownload, func(s *speedState) figure { return s.download }, 1.0 / 8},
-		{famUpload, func(s *speedState) figure { return s.upload }, 1.0 / 8},
-		{famLatency, func(s *speedState) figure { return s.latency }, 1},
+		{famDownload, func(r *speedRow) float64 { return r.down }},
+		{famUpload, func(r *speedRow) float64 { return r.up }},
+		{famLatency, func(r *speedRow) float64 { return r.latency }},
 	} {
-		for _, r := range speeds {
-			if v := fig.get(r.s); v.ok {
-				w.SampleLabels(fig.fam, v.v*fig.scale, r.site, r.probe)
+		for i := range speeds {
+			r := &speeds[i]
+			if v := fig.get(r); !math.IsNaN(v) {
+				w.SampleLabels(fig.fam, v, r.site, r.probe)
 			}
 		}
 	}
-	for _, r := range speeds {
-		if r.s.download.ok {
-			w.SampleLabels(famFigureTime, unix(r.s.download.at), r.site, r.probe, lDownload)
+	for i := range speeds {
+		r := &speeds[i]
+		if !math.IsNaN(r.downAt) {
+			w.SampleLabels(famFigureTime, r.downAt, r.site, r.probe, lDownload)
 		}
-		if r.s.upload.ok {
-			w.SampleLabels(famFigureTime, unix(r.s.upload.at), r.site, r.probe, lUpload)
+		if !math.IsNaN(r.upAt) {
+			w.SampleLabels(famFigureTime, r.upAt, r.site, r.probe, lUpload)
 		}
 	}
-	for _, r := range speeds {
-		w.SampleLabels(famSuccess, b2f(r.s.success), r.site, r.probe)
+	for i := range speeds {
+		r := &speeds[i]
+		w.SampleLabels(famSuccess, b2f(r.success), r.site, r.probe)
 	}
-	for _, r := range speeds {
-		if !r.s.lastSuccess.IsZero() {
-			w.SampleLabels(famLastSuccess, unix(r.s.lastSuccess), r.site, r.probe)
+	for i := range speeds {
+		if r := &speeds[i]; !math.IsNaN(r.lastSuccess) {
+			w.SampleLabels(famLastSuccess, r.lastSuccess, r.site, r.probe)
 		}
 	}
 	for _, dir := range []struct {
-		fam      *exposition.Family
-		down, up func(s *speedState) figure
+		fam *exposition.Family
+		get func(r *speedRow) *[2]float64
 	}{
-		{famLoaded, func(s *speedState) figure { return s.loadedDown }, func(s *speedState) figure { return s.loadedUp }},
-		{famAdded, func(s *speedState) figure { return s.addedDown }, func(s *speedState) figure { return s.addedUp }},
+		{famLoaded, func(r *speedRow) *[2]float64 { return &r.loaded }},
+		{famAdded, func(r *speedRow) *[2]float64 { return &r.added }},
 	} {
-		for _, r := range speeds {
-			if v := dir.down(r.s); v.ok {
-				w.SampleLabels(dir.fam, v.v, r.site, r.probe, lDownload)
-			}
-			if v := dir.up(r.s); v.ok {
-				w.SampleLabels(dir.fam, v.v, r.site, r.probe, lUpload)
+		for i := range speeds {
+			r := &speeds[i]
+			for d, v := range dir.get(r) {
+				if !math.IsNaN(v) {
+					w.SampleLabels(dir.fam, v, r.site, r.probe, lDirections[d])
+				}
 			}
 		}
 	}
-	for _, r := range speeds {
-		if r.s.graded {
-			w.SampleLabels(famGrade, 1, r.site, r.probe, r.s.grade)
+	for i := range speeds {
+		if r := &speeds[i]; r.graded {
+			w.SampleLabels(famGrade, 1, r.site, r.probe, r.grade)
 		}
 	}
 }
 
 func writeLines(w *exposition.Writer, lines []lineRow, totals []totalRow) {
-	for _, r := range lines {
+	for i := range lines {
+		r := &lines[i]
 		if l := r.l; l.sent > 0 {
 			w.SampleLabels(famLQLoss, float64(l.sent-l.received)/float64(l.sent), r.site, r.probe, l.method)
 		}
 	}
-	for _, r := range lines {
+	for i := range lines {
+		r := &lines[i]
 		if !math.IsNaN(r.l.p50) {
 			w.SampleLabels(famLQRTT, r.l.p50, r.site, r.probe, r.l.method, lP50)
 		}
@@ -287,26 +360,32 @@ func writeLines(w *exposition.Writer, lines []lineRow, totals []totalRow) {
 			w.SampleLabels(famLQRTT, r.l.p95, r.site, r.probe, r.l.method, lP95)
 		}
 	}
-	for _, r := range lines {
+	for i := range lines {
+		r := &lines[i]
 		if !math.IsNaN(r.l.jitter) {
 			w.SampleLabels(famLQJitter, r.l.jitter, r.site, r.probe, r.l.method)
 		}
 	}
-	for _, r := range lines {
+	for i := range lines {
+		r := &lines[i]
 		w.SampleLabels(famLQOutage, b2f(r.l.outage), r.site, r.probe, r.l.method)
 	}
-	for _, r := range totals {
+	for i := range totals {
+		r := &totals[i]
 		w.SampleLabels(famLQSentTotal, float64(r.t.sent), r.site, r.probe, r.t.label)
 	}
-	for _, r := range totals {
+	for i := range totals {
+		r := &totals[i]
 		w.SampleLabels(famLQLostTotal, float64(r.t.sent-r.t.received), r.site, r.probe, r.t.label)
 	}
-	for _, r := range totals {
+	for i := range totals {
+		r := &totals[i]
 		for c := range causes {
 			w.SampleLabels(famLQOutagesTotal, float64(r.t.outages[c]), r.site, r.probe, r.t.label, lCauses[c])
 		}
 	}
-	for _, r := range totals {
+	for i := range totals {
+		r := &totals[i]
 		for c := range causes {
 			w.SampleLabels(famLQOutageSecondsTotal, r.t.outageSeconds[c], r.site, r.probe, r.t.label, lCauses[c])
 		}
@@ -314,30 +393,36 @@ func writeLines(w *exposition.Writer, lines []lineRow, totals []totalRow) {
 }
 
 func writeLight(w *exposition.Writer, r *rows) {
-	for _, x := range r.dns {
+	for i := range r.dns {
+		x := &r.dns[i]
 		w.SampleLabels(famDNSSuccess, b2f(x.d.success), x.site, x.probe, x.d.resolver, x.d.name)
 	}
-	for _, x := range r.dns {
+	for i := range r.dns {
+		x := &r.dns[i]
 		if !math.IsNaN(x.d.seconds) {
 			w.SampleLabels(famDNSSeconds, x.d.seconds, x.site, x.probe, x.d.resolver, x.d.name)
 		}
 	}
-	for _, x := range r.http {
+	for i := range r.http {
+		x := &r.http[i]
 		w.SampleLabels(famHTTPSuccess, b2f(x.h.success), x.site, x.probe, x.h.name)
 	}
-	for _, x := range r.http {
+	for i := range r.http {
+		x := &r.http[i]
 		if x.h.status > 0 {
 			w.SampleLabels(famHTTPStatus, float64(x.h.status), x.site, x.probe, x.h.name)
 		}
 	}
-	for _, x := range r.http {
-		for i, v := range x.h.phases {
+	for i := range r.http {
+		x := &r.http[i]
+		for ph, v := range x.h.phases {
 			if !math.IsNaN(v) {
-				w.SampleLabels(famHTTPPhase, v, x.site, x.probe, x.h.name, lPhases[i])
+				w.SampleLabels(famHTTPPhase, v, x.site, x.probe, x.h.name, lPhases[ph])
 			}
 		}
 	}
-	for _, x := range r.http {
+	for i := range r.http {
+		x := &r.http[i]
 		if !math.IsNaN(x.h.cert) {
 			w.SampleLabels(famHTTPCert, x.h.cert, x.site, x.probe, x.h.name)
 		}
@@ -350,43 +435,33 @@ func writeLight(w *exposition.Writer, r *rows) {
 		{famWiFiRate, func(w *wifiFig) float64 { return w.rate }},
 		{famWiFiFreq, func(w *wifiFig) float64 { return w.hertz }},
 	} {
-		for _, x := range r.wifi {
+		for i := range r.wifi {
+			x := &r.wifi[i]
 			if v := fig.get(x.w); !math.IsNaN(v) {
 				w.SampleLabels(fig.fam, v, x.site, x.probe)
 			}
 		}
 	}
-	for _, x := range r.wifi {
+	for i := range r.wifi {
+		x := &r.wifi[i]
 		w.SampleLabels(famWiFiInfo, 1, x.site, x.probe, x.w.iface, x.w.ssid, x.w.band)
 	}
 }
 
 func writeAgents(w *exposition.Writer, agents []agentRow) {
-	for _, fig := range []struct {
-		fam *exposition.Family
-		get func(a *agentState) float64
-	}{
-		{famUp, func(a *agentState) float64 { return b2f(a.State == wire.StateOnline) }},
-		{famLastSeen, func(a *agentState) float64 { return unix(a.LastSeenAt) }},
-		{famBacklog, func(a *agentState) float64 { return float64(a.OutboxBacklog) }},
-		{famDropped, func(a *agentState) float64 { return float64(a.OutboxDroppedTotal) }},
-		{famStart, func(a *agentState) float64 { return unix(a.SentAt) - a.UptimeSeconds }},
-		{famBudgetUsed, func(a *agentState) float64 { return float64(a.DataUsedBytes) }},
-		{famSkipped, func(a *agentState) float64 { return float64(a.SpeedtestsSkipped) }},
-		{famShortened, func(a *agentState) float64 { return float64(a.SpeedtestsShortened) }},
-		{famLost, func(a *agentState) float64 { return float64(a.MeasurementsLostTotal) }},
-	} {
-		for _, r := range agents {
-			w.SampleLabels(fig.fam, fig.get(r.a), r.site)
+	for f, fig := range agentFigures {
+		for i := range agents {
+			r := &agents[i]
+			w.SampleLabels(fig.fam, r.v[f], r.site)
 		}
 	}
-	for _, r := range agents {
-		i := &r.a.info
-		w.SampleLabels(famInfo, 1, r.site, i[0], i[1], i[2], i[3])
+	for i := range agents {
+		r := &agents[i]
+		w.SampleLabels(famInfo, 1, r.site, r.info[0], r.info[1], r.info[2], r.info[3])
 	}
-	for _, r := range agents {
-		if r.a.DataBudgetBytes > 0 {
-			w.SampleLabels(famBudget, float64(r.a.DataBudgetBytes), r.site)
+	for i := range agents {
+		if r := &agents[i]; r.budget > 0 {
+			w.SampleLabels(famBudget, float64(r.budget), r.site)
 		}
 	}
 }

@@ -40,14 +40,14 @@ type lineTotal struct {
 // total puts a copy of the stream's totals (new ones if there are none) in
 // a copy of p.totals and returns it; nil if method is not valid UTF-8 (the
 // schema's methods are ASCII).
-func (p *probeState) total(method string) *lineTotal {
+func (p *probeState) total(method string, names *labeler) *lineTotal {
 	i, found := slices.BinarySearchFunc(p.totals, method, func(t *lineTotal, m string) int { return strings.Compare(t.method, m) })
 	t := &lineTotal{method: method}
 	if found {
 		*t = *p.totals[i]
 	} else {
 		var ok bool
-		if t.label, ok = exposition.NewLabel(method); !ok {
+		if t.label, ok = names.label(method); !ok {
 			return nil
 		}
 	}
@@ -66,11 +66,11 @@ func (f *Fleet) SetLineTotal(lt store.LineTotal) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.update(lt.Site, func(s *siteState) {
-		p, known := s.probe(lt.Probe)
+		p, known := s.probe(lt.Probe, &f.names)
 		if p == nil {
 			return
 		}
-		t := p.total(lt.Method)
+		t := p.total(lt.Method, &f.names)
 		if t == nil {
 			return
 		}
@@ -97,14 +97,14 @@ func (f *Fleet) Count(m *wire.Measurement) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.update(m.Site, func(s *siteState) {
-		p, known := s.probe(m.Probe)
+		p, known := s.probe(m.Probe, &f.names)
 		if p == nil {
 			return
 		}
 		if !known {
 			s.enforceCap()
 		}
-		t := p.total(l.Method)
+		t := p.total(l.Method, &f.names)
 		if t == nil {
 			return
 		}
