@@ -1,10 +1,10 @@
 // Package exposition writes metrics in the Prometheus text format (version
 // 0.0.4) straight from the collector's own state, for the per-site series
 // that are too many to go through a prometheus.Registry at fleet scale: a
-// registry builds, checks and sorts a protobuf message per series (about 3 µs
-// and 700 bytes of garbage each); a Writer appends bytes to a buffer (about
-// 0.1 µs and none). The output is what expfmt would write for the same
-// series: labels in name order, values formatted alike.
+// registry builds, checks and sorts a protobuf message per series (a few µs
+// and about 780 bytes of garbage each); a Writer appends bytes to a buffer
+// (about 0.1 µs and none). The output is what expfmt would write for the
+// same series: labels in name order, values formatted alike.
 //
 // The caller keeps each family's samples together (the format requires it)
 // and the label values in the order the family names them. A sample whose
