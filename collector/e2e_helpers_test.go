@@ -212,6 +212,24 @@ func scrape(tb testing.TB, url string) (map[string]*dto.MetricFamily, []byte) {
 	return mfs, body
 }
 
+// scrapeAll reads both of the collector's expositions, /metrics and
+// /metrics/gaps (no family is on both), into families, and checks each with
+// promtool.
+func scrapeAll(tb testing.TB, base string) map[string]*dto.MetricFamily {
+	tb.Helper()
+	all := map[string]*dto.MetricFamily{}
+	for _, path := range []string{"/metrics", "/metrics/gaps"} {
+		mfs, _ := scrape(tb, base+path)
+		for name, mf := range mfs {
+			if all[name] != nil {
+				tb.Fatalf("%s is on /metrics and on /metrics/gaps", name)
+			}
+			all[name] = mf
+		}
+	}
+	return all
+}
+
 // sample returns the value of the series of family name whose labels include
 // want, and whether it exists.
 func sample(mfs map[string]*dto.MetricFamily, name string, want map[string]string) (float64, bool) {

@@ -20,7 +20,6 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/hubmon/hubmon/agent/wire"
 	"github.com/hubmon/hubmon/collector/internal/broker"
@@ -188,21 +187,9 @@ func collect(ctx context.Context, cfg *config.Config, getenv func(string) string
 	}
 	defer st.Close() // last
 
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	metrics.RegisterBuildInfo(reg, version, revision)
 	fleet := metrics.NewFleet()
-	reg.MustRegister(fleet)
-	health := metrics.NewHealth(reg)
-	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-		Name: "hubmon_collector_store_size_bytes", Help: "Size of the history database and its write-ahead log on disk.",
-	}, func() float64 { return float64(st.SizeBytes()) }))
-
-	reg.MustRegister(hubs)
-
-	engine := gaps.New(gaps.Options{Store: st, Sites: hubs, Rules: cfg.Thresholds.Rules(), BelowRatio: cfg.Thresholds.BelowRatioValue(),
-		Presence: cfg.Gaps.Presence, Interval: cfg.Gaps.Interval, Logger: log.With("component", "gaps")})
-	reg.MustRegister(engine)
+	engine := newEngine(cfg, st, hubs, log)
+	reg, health := newRegistry(st, hubs, engine)
 	engineCtx, stopEngine := context.WithCancel(context.Background())
 	engineDone := make(chan struct{})
 	go func() {
@@ -312,7 +299,7 @@ func collect(ctx context.Context, cfg *config.Config, getenv func(string) string
 		}
 	}()
 
-	webOpts := web.Options{Gatherer: reg, Version: version, Logger: log, Report: engine.Handler(), Sites: fleet.Sites, Ready: func(ctx context.Context) error {
+	webOpts := newWebOptions(reg, fleet, hubs, engine, log, func(ctx context.Context) error {
 		if err := st.Ping(ctx); err != nil {
 			return fmt.Errorf("store: %w", err)
 		}
@@ -320,7 +307,7 @@ func collect(ctx context.Context, cfg *config.Config, getenv func(string) string
 			return err
 		}
 		return ready()
-	}}
+	})
 	if cfg.SitesFile != "" {
 		webOpts.SitesFile = hubs.Sites
 	}

@@ -41,7 +41,8 @@ type Config struct {
 	// created if missing. Required. A relative path is relative to the
 	// directory of the config file.
 	Database string `yaml:"database"`
-	// HTTP is the server for /metrics, the API and the health check.
+	// HTTP is the server for /metrics, /metrics/gaps, the reports, the
+	// status pages and the health checks.
 	HTTP HTTP `yaml:"http"`
 	// MQTT is the connection to an external broker. With MQTT.URL empty the
 	// collector runs its own broker instead (EmbeddedBroker).

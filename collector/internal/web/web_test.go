@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/hubmon/hubmon/collector/internal/config"
+	"github.com/hubmon/hubmon/collector/internal/exposition"
 	"github.com/hubmon/hubmon/collector/internal/metrics"
 )
 
@@ -22,8 +23,10 @@ func TestEndpoints(t *testing.T) {
 	g := prometheus.NewGauge(prometheus.GaugeOpts{Name: "hubmon_test_gauge", Help: "test"})
 	reg.MustRegister(g)
 	var readyErr error
-	h := Handler(Options{Gatherer: reg, Version: "1.2.3", Logger: slog.New(slog.DiscardHandler),
-		Ready: func(context.Context) error { return readyErr }})
+	site := exposition.NewFamily("hubmon_test_site", "test", exposition.Gauge, "site")
+	gaps := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "hubmon_test_gap 2\n") })
+	h := Handler(Options{Gatherer: reg, Series: []func(*exposition.Writer){func(w *exposition.Writer) { w.Sample(site, 1, "leeds-1") }},
+		Gaps: gaps, Version: "1.2.3", Logger: slog.New(slog.DiscardHandler), Ready: func(context.Context) error { return readyErr }})
 	srv := httptest.NewServer(Server("", h, 5*time.Second, 5*time.Second, slog.New(slog.DiscardHandler)).Handler)
 	defer srv.Close()
 
@@ -44,6 +47,9 @@ func TestEndpoints(t *testing.T) {
 		has          string
 	}{
 		{"GET", "/metrics", 200, "hubmon_test_gauge 0"},
+		{"GET", "/metrics", 200, "hubmon_test_site{site=\"leeds-1\"} 1"},
+		{"GET", "/metrics/gaps", 200, "hubmon_test_gap 2"},
+		{"GET", "/", 200, "/metrics/gaps"},
 		{"GET", "/-/healthy", 200, "healthy"},
 		{"GET", "/-/ready", 200, "ready"},
 		{"GET", "/", 200, "Version 1.2.3"},
