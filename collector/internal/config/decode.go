@@ -297,7 +297,11 @@ func (d *decoder) mappingExcept(n *yaml.Node, path string, v reflect.Value, exce
 			continue
 		}
 		if k.Kind != yaml.ScalarNode {
-			d.note(k.Line, path, "a key must be a plain name")
+			where := path
+			if where == "" {
+				where = "top level" // found by FuzzParse: {}: named no field
+			}
+			d.note(k.Line, where, "a key must be a plain name, not a list or a mapping")
 			continue
 		}
 		field := join(path, k.Value)
