@@ -4,6 +4,9 @@
 //	hubmon-agent run -config agent.yaml     measure and publish until stopped
 //	hubmon-agent run -config agent.yaml -check-config
 //	hubmon-agent once -config agent.yaml    run every probe now and print a table
+//	hubmon-agent check -config agent.yaml   a checklist in plain words, for hub staff
+//	hubmon-agent enrol FILE|CODE            install the council's enrolment for this hub
+//	hubmon-agent enrol FILE-OR-CODE         install the council's enrolment for this hub
 //	hubmon-agent version
 package main
 

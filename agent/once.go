@@ -29,7 +29,7 @@ func cmdOnce(ctx context.Context, args []string, getenv func(string) string, std
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
-	cfg, err := config.Load(*configPath, getenv)
+	cfg, err := config.Load(*configPath, withEnvFile(*configPath, getenv))
 	if err != nil {
 		fmt.Fprintf(stderr, "hubmon-agent: %v\n", err)
 		return 1

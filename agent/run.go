@@ -38,7 +38,12 @@ const usage = `hubmon-agent measures a community hub's broadband and reports it 
 Usage:
   hubmon-agent run -config agent.yaml [-check-config] [-log-level info]
   hubmon-agent once -config agent.yaml [-json] [-probe NAME]
+  hubmon-agent check -config agent.yaml [-json] [-skip-speedtest]
+  hubmon-agent enrol [-config agent.yaml] FILE | CODE    (install the council's enrolment for this hub)
   hubmon-agent version
+
+run first installs an enrolment file found on the SD card's boot partition
+(hubmon-agent enrol -h).
 `
 
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) int {
@@ -51,6 +56,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return cmdRun(ctx, args[1:], getenv, stdout, stderr)
 	case "once":
 		return cmdOnce(ctx, args[1:], getenv, stdout, stderr)
+	case "check":
+		return cmdCheck(ctx, args[1:], getenv, stdout, stderr)
+	case "enrol", "enroll":
+		return cmdEnrol(ctx, args[1:], getenv, stdout, stderr)
 	case "version", "-version", "--version":
 		fmt.Fprintf(stdout, "hubmon-agent %s (revision %s, %s, %s/%s)\n", version, revision, runtime.Version(), runtime.GOOS, runtime.GOARCH)
 		return 0
@@ -194,6 +203,7 @@ func cmdRun(ctx context.Context, args []string, getenv func(string) string, stdo
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
+	getenv = bootEnrol(ctx, *configPath, getenv, stderr) // an enrolment file on the SD card's boot partition
 	cfg, err := config.Load(*configPath, getenv)
 	if err != nil {
 		fmt.Fprintf(stderr, "hubmon-agent: %v\n", err)
@@ -268,7 +278,7 @@ func agent(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	}
 	var lost atomic.Int64 // measurements that never reached the outbox
 	pub := publish.New(publish.Options{
-		Lost: lost.Load, Budget: budget.Fill,
+		Lost: lost.Load, Budget: budget.Fill, ClockSynced: clockSynced,
 		Site: cfg.Site, BrokerURL: cfg.Broker.URL, Username: cfg.Broker.Username, Password: cfg.Broker.Password,
 		TLS: tc, ConnectTimeout: cfg.Broker.ConnectTimeout, AckTimeout: cfg.Broker.AckTimeout,
 		StatusInterval: cfg.Broker.StatusInterval, Outbox: ob,
@@ -288,7 +298,9 @@ func agent(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 			// a measurement the collector would refuse for good is not
 			// committed: the agent would publish it, and delete it when
 			// refused, for nothing
-			if err := admit(m, cfg.Site, ob.AgentID(), time.Now()); err != nil {
+			now := time.Now()
+			flagClock(m, now, clockSynced())
+			if err := admit(m, cfg.Site, ob.AgentID(), now); err != nil {
 				lost.Add(1)
 				return err
 			}

@@ -513,7 +513,8 @@ func decodeYAML(tb testing.TB, path string, v any) {
 // --- the real stack ----------------------------------------------------------
 
 // startPrometheus runs Debian's prometheus with the shipped prometheus.yml,
-// rewritten to scrape target every second and to load the shipped rules.
+// rewritten to scrape target (both jobs) every second and to load the
+// shipped rules.
 func startPrometheus(tb testing.TB, target string) string {
 	tb.Helper()
 	bin, err := exec.LookPath("prometheus")
@@ -530,6 +531,7 @@ func startPrometheus(tb testing.TB, target string) string {
 		`targets: ["127.0.0.1:9470"]`, fmt.Sprintf("targets: [%q]", target),
 		"/etc/prometheus/hubmon.rules.yml", rules,
 		"scrape_interval: 30s", "scrape_interval: 1s",
+		"scrape_interval: 2m", "scrape_interval: 1s", // the gap figures' job
 		"evaluation_interval: 30s", "evaluation_interval: 1s",
 	}
 	text := strings.NewReplacer(r...).Replace(string(shipped))
@@ -815,7 +817,7 @@ func TestDashboardsPanels(t *testing.T) {
 	// saw the seeded history: one that began well after it was stored.
 	var exposed map[string]bool
 	for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(200 * time.Millisecond) {
-		mfs, _ := scrape(t, s.metricsURL("/metrics"))
+		mfs := scrapeAll(t, s.metricsURL(""))
 		exposed = map[string]bool{}
 		for name := range mfs {
 			exposed[name] = true
@@ -900,8 +902,10 @@ func TestDashboardsPanels(t *testing.T) {
 		t.Errorf("%s: %s", k, failures[k])
 	}
 	if len(failures) > 0 {
-		_, body := scrape(t, s.metricsURL("/metrics"))
-		t.Logf("collector /metrics:\n%s", grep(body, "hubmon_"))
+		for _, path := range []string{"/metrics", "/metrics/gaps"} {
+			_, body := scrape(t, s.metricsURL(path))
+			t.Logf("collector %s:\n%s", path, grep(body, "hubmon_"))
+		}
 	}
 
 	// every rule evaluates without error against the real series
@@ -941,10 +945,10 @@ func TestDashboardsPanels(t *testing.T) {
 
 	// a family skipped as not exposed must not turn up now: its panels
 	// would have gone untested
-	mfs, _ := scrape(t, s.metricsURL("/metrics"))
+	mfs := scrapeAll(t, s.metricsURL(""))
 	for f := range pendingFamilies {
 		if mfs[f] != nil && !exposed[f] {
-			t.Errorf("%s appeared on /metrics only after the panels reading it were skipped: wait for it", f)
+			t.Errorf("%s appeared on the collector only after the panels reading it were skipped: wait for it", f)
 		}
 	}
 	if !t.Failed() {

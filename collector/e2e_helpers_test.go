@@ -212,6 +212,24 @@ func scrape(tb testing.TB, url string) (map[string]*dto.MetricFamily, []byte) {
 	return mfs, body
 }
 
+// scrapeAll reads both of the collector's expositions, /metrics and
+// /metrics/gaps (no family is on both), into families, and checks each with
+// promtool.
+func scrapeAll(tb testing.TB, base string) map[string]*dto.MetricFamily {
+	tb.Helper()
+	all := map[string]*dto.MetricFamily{}
+	for _, path := range []string{"/metrics", "/metrics/gaps"} {
+		mfs, _ := scrape(tb, base+path)
+		for name, mf := range mfs {
+			if all[name] != nil {
+				tb.Fatalf("%s is on /metrics and on /metrics/gaps", name)
+			}
+			all[name] = mf
+		}
+	}
+	return all
+}
+
 // sample returns the value of the series of family name whose labels include
 // want, and whether it exists.
 func sample(mfs map[string]*dto.MetricFamily, name string, want map[string]string) (float64, bool) {
@@ -323,13 +341,27 @@ func addUser(tb testing.TB, collector, file, user, password string) {
 }
 
 // mosquitto runs the real broker with per-site credentials and ACLs as in
-// production: sites write only their own topics, the collector reads all.
+// production: sites write only their own topics, the collector reads all;
+// the collector on a plain localhost listener, the hubs over TLS.
 type mosquitto struct {
 	*proc
-	port int
-	conf string
-	bin  string
+	port    int // plain, for the collector
+	tlsPort int // for the agents
+	conf    string
+	acl     string // a copy of the shipped ACL, and any extra lines
+	pidFile string
+	certs   *brokerCerts
+	bin     string
 }
+
+// debianMain is Debian's /etc/mosquitto/mosquitto.conf, which includes the
+// shipped file from conf.d, with this test's paths.
+const debianMain = `pid_file %[1]s/mosquitto.pid
+persistence true
+persistence_location %[1]s/
+log_dest stderr
+include_dir %[1]s/conf.d
+`
 
 func startMosquitto(tb testing.TB, passwdFile string) *mosquitto {
 	tb.Helper()
@@ -345,8 +377,21 @@ func startMosquittoACL(tb testing.TB, passwdFile, extraACL string) *mosquitto {
 		tb.Fatal("mosquitto not found: install Debian's mosquitto package (.ci/run does)")
 	}
 	dir := tb.TempDir()
-	m := &mosquitto{port: freePort(tb), conf: filepath.Join(dir, "mosquitto.conf"), bin: bin}
-	// the shipped configuration, with this test's port and paths
+	m := &mosquitto{port: freePort(tb), tlsPort: freePort(tb), conf: filepath.Join(dir, "mosquitto.conf"), bin: bin,
+		acl: filepath.Join(dir, "hubmon.acl"), pidFile: filepath.Join(dir, "mosquitto.pid")}
+	if err := os.Mkdir(filepath.Join(dir, "certs"), 0o700); err != nil {
+		tb.Fatal(err)
+	}
+	m.certs = writeBrokerCerts(tb, filepath.Join(dir, "certs"))
+	acl, err := os.ReadFile("../deploy/mosquitto/hubmon.acl")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if extraACL != "" {
+		acl = append(append(acl, '\n'), extraACL...)
+	}
+	writeFile(tb, m.acl, string(acl))
+	// the shipped configuration, with this test's ports and paths
 	conf, err := os.ReadFile("../deploy/mosquitto/hubmon.conf")
 	if err != nil {
 		tb.Fatal(err)
@@ -357,28 +402,25 @@ func startMosquittoACL(tb testing.TB, passwdFile, extraACL string) *mosquitto {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	abs, _ := filepath.Abs("../deploy/mosquitto/hubmon.acl")
-	if extraACL != "" {
-		acl, err := os.ReadFile(abs)
-		if err != nil {
-			tb.Fatal(err)
-		}
-		abs = filepath.Join(dir, "hubmon.acl")
-		writeFile(tb, abs, string(acl)+"\n"+extraACL)
-	}
 	text := strings.NewReplacer(
-		"listener 1883 127.0.0.1", fmt.Sprintf("listener %d 127.0.0.1\nuser %s", m.port, me.Username),
+		"listener 1883 127.0.0.1", fmt.Sprintf("listener %d 127.0.0.1", m.port),
+		"listener 8883\n", fmt.Sprintf("listener %d 127.0.0.1\n", m.tlsPort),
 		"/etc/mosquitto/hubmon.passwd", passwdFile,
-		"/etc/mosquitto/hubmon.acl", abs,
-		"/var/lib/mosquitto/", dir+"/",
+		"/etc/mosquitto/hubmon.acl", m.acl,
+		"/etc/mosquitto/certs/", m.certs.dir+"/",
 		"autosave_interval 10", "autosave_interval 1",
 	).Replace(string(conf))
-	for _, want := range []string{passwdFile, abs, dir + "/", fmt.Sprint(m.port)} {
+	for _, want := range []string{passwdFile, m.acl, m.certs.dir + "/hubmon-server-chain.pem", m.certs.dir + "/hubmon-server.key",
+		fmt.Sprintf("listener %d ", m.port), fmt.Sprintf("listener %d ", m.tlsPort)} {
 		if !strings.Contains(text, want) {
 			tb.Fatalf("deploy/mosquitto/hubmon.conf changed: could not set %q", want)
 		}
 	}
-	writeFile(tb, m.conf, text+"log_type error\nlog_type warning\nlog_type notice\n")
+	if err := os.Mkdir(filepath.Join(dir, "conf.d"), 0o700); err != nil {
+		tb.Fatal(err)
+	}
+	writeFile(tb, filepath.Join(dir, "conf.d", "hubmon.conf"), text)
+	writeFile(tb, m.conf, fmt.Sprintf("user %s\n", me.Username)+fmt.Sprintf(debianMain, dir)+"log_type error\nlog_type warning\nlog_type notice\n")
 	m.start(tb)
 	return m
 }
@@ -388,11 +430,19 @@ func (m *mosquitto) url() string { return fmt.Sprintf("tcp://127.0.0.1:%d", m.po
 func (m *mosquitto) start(tb testing.TB) {
 	tb.Helper()
 	m.proc = start(tb, "mosquitto", nil, m.bin, "-c", m.conf)
-	waitFor(tb, "mosquitto to listen", 10*time.Second, func() bool {
-		c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", m.port))
-		if err == nil {
-			c.Close()
-		}
-		return err == nil
-	})
+	for _, port := range []int{m.port, m.tlsPort} {
+		waitFor(tb, "mosquitto to listen", 10*time.Second, func() bool {
+			if !m.running() {
+				tb.Fatalf("mosquitto exited: %v\n%s", m.err, m.output())
+			}
+			c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+			if err == nil {
+				c.Close()
+			}
+			return err == nil
+		})
+	}
 }
+
+// must drops the second result: must(scrape(t, url)) is the families.
+func must[T, U any](v T, _ U) T { return v }

@@ -9,6 +9,7 @@ package main_test
 import (
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -175,7 +176,7 @@ func (s *system) checkDelivered() {
 	})
 	// the page hub staff open after plugging the box in
 	code, page, err := get(s.metricsURL("/hub/" + site))
-	if err != nil || code != 200 || !strings.Contains(string(page), "Reporting.") || !strings.Contains(string(page), "Mbit/s") {
+	if err != nil || code != 200 || !strings.Contains(string(page), `<span class="badge ok">Reporting</span>`) || !strings.Contains(string(page), "Mbit/s") {
 		t.Errorf("GET /hub/%s = %d %v:\n%s", site, code, err, page)
 	}
 }
@@ -211,7 +212,32 @@ func TestEndToEndEmbeddedBroker(t *testing.T) {
 	s.startCollector()
 	s.startAgent()
 	s.checkDelivered()
+	s.checkBackup()
 	s.checkCleanStop()
+}
+
+// checkBackup runs `hubmon-collector backup` while the collector runs: the
+// copy holds the same history, and a second backup to the same file is
+// refused.
+func (s *system) checkBackup() {
+	t := s.tb
+	t.Helper()
+	dest := filepath.Join(s.dir, "backup.db")
+	out, err := exec.Command(s.collectorBin, "backup", "-config", s.collectorConf, dest).CombinedOutput()
+	if err != nil {
+		t.Fatalf("hubmon-collector backup: %v\n%s", err, out)
+	}
+	want, got := history(t, s.db), history(t, dest)
+	if len(got) == 0 || len(got) > len(want) || got[0] != want[0] {
+		t.Errorf("backup history %+v, collector's %+v", got, want)
+	}
+	if !strings.Contains(string(out), "integrity checked") {
+		t.Errorf("backup said %q", out)
+	}
+	out, err = exec.Command(s.collectorBin, "backup", "-config", s.collectorConf, dest).CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "exists") {
+		t.Errorf("a backup over an existing file: %v %s", err, out)
+	}
 }
 
 func TestEndToEndMosquitto(t *testing.T) {

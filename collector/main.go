@@ -5,6 +5,7 @@
 //	hubmon-collector run -config collector.yaml [-check-config]
 //	hubmon-collector report -config collector.yaml [-since 30d] [-format csv|json|html]
 //	hubmon-collector passwd -file passwd SITE   (password read from stdin)
+//	hubmon-collector enrol SITE -broker-url URL [-ca CA.pem] [flags]
 //	hubmon-collector version
 //
 // run reloads the sites file and the embedded broker's password file on

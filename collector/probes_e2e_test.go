@@ -107,7 +107,7 @@ func TestEveryProbeKindEndToEnd(t *testing.T) {
 		{"hubmon_dns_success", map[string]string{"site": site, "probe": "dns", "name": "missing.example"}, func(v float64) bool { return v == 0 }},
 		{"hubmon_http_success", map[string]string{"site": site, "probe": "services", "service": "collector"}, func(v float64) bool { return v == 1 }},
 		{"hubmon_http_status_code", map[string]string{"site": site, "probe": "services", "service": "collector"}, func(v float64) bool { return v == 200 }},
-		{"hubmon_probe_success", map[string]string{"site": site, "probe": "line", "kind": "linequality"}, func(v float64) bool { return v == 1 }},
+		{"hubmon_linequality_outage_active", map[string]string{"site": site, "probe": "line", "method": "udp"}, func(v float64) bool { return v == 0 }},
 	}
 	waitFor(t, "every probe kind on /metrics", 90*time.Second, func() bool {
 		mfs, _ := scrape(t, s.metricsURL("/metrics"))

@@ -20,7 +20,6 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/hubmon/hubmon/agent/wire"
 	"github.com/hubmon/hubmon/collector/internal/broker"
@@ -47,12 +46,19 @@ Usage:
   hubmon-collector run -config collector.yaml [-check-config] [-log-level info]
   hubmon-collector report -config collector.yaml [-since 30d] [-format csv|json|html]
   hubmon-collector passwd -file PASSWORD_FILE SITE    (reads the password from stdin)
+  hubmon-collector enrol SITE -broker-url mqtts://HOST:8883 [-ca CA.pem] [-config collector.yaml] [-rotate] [-reload-pid PID]
+  hubmon-collector backup -config collector.yaml DEST.db
   hubmon-collector version
 
 run: SIGHUP reloads the sites file and the embedded broker's password file;
 a file that does not load is logged and the previous one stays in use.
 report: the gap report (one row per hub) from the history, read-only, to
 stdout; the same is served at /report.csv, /report.json and /report.html.
+enrol: a site's credentials, added to the broker's password file, and an
+enrolment bundle for the hub (hubmon-collector enrol -h).
+backup: a consistent, checked copy of the history, taken while the collector
+runs (SQLite VACUUM INTO); DEST must not exist. Restore: stop the collector,
+put the copy in place of the database, start it.
 `
 
 func run(ctx context.Context, args []string, getenv func(string) string, stdin io.Reader, stdout, stderr io.Writer) int {
@@ -67,6 +73,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 		return cmdReport(ctx, args[1:], getenv, stdout, stderr)
 	case "passwd":
 		return cmdPasswd(args[1:], stdin, stdout, stderr)
+	case "enrol", "enroll":
+		return cmdEnrol(args[1:], getenv, stdout, stderr)
+	case "backup":
+		return cmdBackup(ctx, args[1:], getenv, stdout, stderr)
 	case "version", "-version", "--version":
 		fmt.Fprintf(stdout, "hubmon-collector %s (revision %s, %s, %s/%s)\n", version, revision, runtime.Version(), runtime.GOOS, runtime.GOARCH)
 		return 0
@@ -177,21 +187,9 @@ func collect(ctx context.Context, cfg *config.Config, getenv func(string) string
 	}
 	defer st.Close() // last
 
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	metrics.RegisterBuildInfo(reg, version, revision)
 	fleet := metrics.NewFleet()
-	reg.MustRegister(fleet)
-	health := metrics.NewHealth(reg)
-	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-		Name: "hubmon_collector_store_size_bytes", Help: "Size of the history database and its write-ahead log on disk.",
-	}, func() float64 { return float64(st.SizeBytes()) }))
-
-	reg.MustRegister(hubs)
-
-	engine := gaps.New(gaps.Options{Store: st, Sites: hubs, Rules: cfg.Thresholds.Rules(), BelowRatio: cfg.Thresholds.BelowRatioValue(),
-		Presence: cfg.Gaps.Presence, Interval: cfg.Gaps.Interval, Logger: log.With("component", "gaps")})
-	reg.MustRegister(engine)
+	engine := newEngine(cfg, st, hubs, log)
+	reg, health := newRegistry(st, hubs, engine)
 	engineCtx, stopEngine := context.WithCancel(context.Background())
 	engineDone := make(chan struct{})
 	go func() {
@@ -301,12 +299,24 @@ func collect(ctx context.Context, cfg *config.Config, getenv func(string) string
 		}
 	}()
 
-	h := web.Handler(web.Options{Gatherer: reg, Version: version, Logger: log, Report: engine.Handler(), Sites: fleet.Sites, Ready: func(ctx context.Context) error {
+	webOpts := newWebOptions(reg, fleet, hubs, engine, log, func(ctx context.Context) error {
 		if err := st.Ping(ctx); err != nil {
 			return fmt.Errorf("store: %w", err)
 		}
+		if err := in.Ready(); err != nil {
+			return err
+		}
 		return ready()
-	}})
+	})
+	if cfg.SitesFile != "" {
+		webOpts.SitesFile = hubs.Sites
+	}
+	for _, r := range cfg.Thresholds.Rules() {
+		if r.Name == "uso" {
+			webOpts.USO = &r
+		}
+	}
+	h := web.Handler(webOpts)
 	srv := web.Server(cfg.HTTP.Listen, h, cfg.HTTP.ReadTimeout, cfg.HTTP.WriteTimeout, log)
 	ln, err := net.Listen("tcp", cfg.HTTP.Listen)
 	if err != nil {

@@ -69,10 +69,9 @@ func sitesFileEndToEnd(t *testing.T, withMosquitto bool) {
 
 	s.startCollector()
 	s.startAgent()
-	metrics := s.metricsURL("/metrics")
+	base := s.metricsURL("")
 	value := func(name string, labels map[string]string) float64 {
-		mfs, _ := scrape(t, metrics)
-		v, _ := sample(mfs, name, labels)
+		v, _ := sample(scrapeAll(t, base), name, labels)
 		return v
 	}
 	waitFor(t, "the agent's measurement rejected as unknown_site", 60*time.Second, func() bool {
@@ -87,13 +86,13 @@ func sitesFileEndToEnd(t *testing.T, withMosquitto bool) {
 	writeFile(t, sitesPath, withE2EHub+"  - id: Broken\n")
 	s.collector.cmd.Process.Signal(syscall.SIGHUP)
 	waitFor(t, "the failed reload", 10*time.Second, func() bool {
-		v, ok := sample(must(scrape(t, metrics)), "hubmon_collector_sites_reload_success", nil)
+		v, ok := sample(scrapeAll(t, base), "hubmon_collector_sites_reload_success", nil)
 		return ok && v == 0
 	})
 	if !strings.Contains(s.collector.output(), "sites file not reloaded; keeping the previous one") {
 		t.Errorf("the failed reload was not logged:\n%s", s.collector.output())
 	}
-	if _, ok := sample(must(scrape(t, metrics)), "hubmon_site_info", map[string]string{"site": "e2e-hub"}); ok {
+	if _, ok := sample(scrapeAll(t, base), "hubmon_site_info", map[string]string{"site": "e2e-hub"}); ok {
 		t.Fatal("a broken sites file was used")
 	}
 
@@ -115,7 +114,7 @@ func sitesFileEndToEnd(t *testing.T, withMosquitto bool) {
 	waitFor(t, "the gap figures of e2e-hub", 60*time.Second, func() bool {
 		return value("hubmon_gap_speedtests", map[string]string{"site": "e2e-hub", "window": "opening_hours", "period": "7d"}) >= 1
 	})
-	mfs, body := scrape(t, metrics)
+	mfs := scrapeAll(t, base)
 	for _, c := range []struct {
 		name   string
 		labels map[string]string
@@ -131,13 +130,28 @@ func sitesFileEndToEnd(t *testing.T, withMosquitto bool) {
 		{"hubmon_site_info", map[string]string{"site": "other-hub"}},
 	} {
 		if _, ok := sample(mfs, c.name, c.labels); !ok {
-			t.Errorf("/metrics lacks %s%v", c.name, c.labels)
+			t.Errorf("the collector lacks %s%v", c.name, c.labels)
 		}
 	}
 	if v, _ := sample(mfs, "hubmon_site_open", map[string]string{"site": "e2e-hub"}); v != 1 {
 		t.Errorf("hubmon_site_open = %v for a hub open all week", v)
 	}
-	promtoolCheck(t, body)
+	// the live figures on /metrics, the gap figures and the sites file on
+	// /metrics/gaps (scraped less often), hubmon_site_open live
+	live, liveBody := scrape(t, base+"/metrics")
+	gapFams, gapBody := scrape(t, base+"/metrics/gaps")
+	for name := range live {
+		if strings.HasPrefix(name, "hubmon_gap_") || (strings.HasPrefix(name, "hubmon_site_") && name != "hubmon_site_open") {
+			t.Errorf("%s is on /metrics", name)
+		}
+	}
+	for name := range gapFams {
+		if !strings.HasPrefix(name, "hubmon_gap_") && !strings.HasPrefix(name, "hubmon_site_") || name == "hubmon_site_open" {
+			t.Errorf("%s is on /metrics/gaps", name)
+		}
+	}
+	promtoolCheck(t, liveBody)
+	promtoolCheck(t, gapBody)
 
 	// the report over HTTP
 	code, csvBody, err := get(s.metricsURL("/report.csv"))
@@ -173,5 +187,3 @@ func sitesFileEndToEnd(t *testing.T, withMosquitto bool) {
 
 	s.collector.stop(15 * time.Second)
 }
-
-func must[T, U any](v T, _ U) T { return v }

@@ -1,11 +1,13 @@
 // Package wire is the MQTT message schema shared by hubmon-agent and
 // hubmon-collector. It is the only agent package the collector imports, and it
-// uses the standard library only.
+// uses the standard library only. It also holds the other format the two
+// share: the enrolment bundle that carries a site's credentials (enrol.go).
 //
 // Version history (the version is in every payload and in every topic):
 //
 //	1  2026-11: measurement (kinds speedtest, linequality, dns, http, wifi),
-//	   status (with the data budget), ack.
+//	   status (with the data budget), ack. Added within 1: clock_unsynced
+//	   in measurement and status.
 //
 // Within a version only additive changes are allowed: new optional fields, new
 // kinds. Decoders ignore unknown fields; Validate is strict about the fields it
@@ -126,6 +128,13 @@ type Measurement struct {
 	Success         bool      `json:"success"`
 	// Error says why the probe failed; empty when Success.
 	Error string `json:"error,omitempty"`
+	// ClockUnsynced says MeasuredAt may be wrong: when the measurement
+	// ended the agent's system clock was not synchronised (NTP: what
+	// timedatectl shows as "System clock synchronized: no", as on a Pi
+	// without a real-time clock before its first sync), or the clock was
+	// stepped while it ran. The collector stores the measurement with the
+	// flag and counts it, rather than trusting its time blindly.
+	ClockUnsynced bool `json:"clock_unsynced,omitempty"`
 
 	Speedtest   *Speedtest   `json:"speedtest,omitempty"`
 	LineQuality *LineQuality `json:"linequality,omitempty"`
@@ -210,6 +219,9 @@ type Status struct {
 	// MeasurementsLostTotal counts measurements taken since the agent
 	// started that could not be written to the outbox (disk full, say).
 	MeasurementsLostTotal int64 `json:"measurements_lost_total"`
+	// ClockUnsynced: the agent's system clock was not synchronised when it
+	// sent this status (see Measurement.ClockUnsynced).
+	ClockUnsynced bool `json:"clock_unsynced,omitempty"`
 }
 
 // Ack tells an agent which of its messages the collector has committed to its

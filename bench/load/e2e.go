@@ -16,8 +16,11 @@ import (
 // e2e publishes at the fleet's nominal rate (every site on the agent's
 // default schedule) and measures, per measurement, the time from its
 // measured_at to the first scrape of /metrics that shows it, by polling
-// hubmon_probe_last_run_timestamp_seconds{site,probe}, whose value is the
-// measured_at of the probe's latest run.
+// hubmon_agent_last_seen_timestamp_seconds{site}, whose value is when the
+// collector received the site's latest message: a scrape shows a
+// measurement once that value has reached its measured_at (the moment it
+// was published), since the collector updates it only after the message
+// and everything before it from that site is committed and applied.
 func (b *bench) e2e(ctx context.Context, n int, sim *fleetsim.Sim, coll *rig.Collector, m *meter) error {
 	rate := fleetsim.NominalRate(n)
 	count := int(rate*b.e2eDuration.Seconds()) + 1
@@ -52,7 +55,7 @@ func (b *bench) e2e(ctx context.Context, n int, sim *fleetsim.Sim, coll *rig.Col
 	up, lo := fleetsim.Summarise(upper), fleetsim.Summarise(lower)
 	sq := fleetsim.Summarise(scrapeSecs)
 	common := map[string]any{"measurements": up.N, "rate_per_second": rate, "seconds": b.e2eDuration.Seconds(),
-		"method":                      "poll /metrics (hubmon_probe_last_run_timestamp_seconds) back to back; value: response headers of the first scrape showing it minus measured_at",
+		"method":                      "poll /metrics (hubmon_agent_last_seen_timestamp_seconds) back to back; value: response headers of the first scrape showing it minus measured_at",
 		"poll_resolution_p50_seconds": fleetsim.Summarise(res).P50, "scrapes": scrapes, "scrape_p50_seconds": sq.P50}
 	if unseen > 0 || failed > 0 {
 		common["unseen"], common["failed_scrapes"] = unseen, failed
@@ -83,7 +86,7 @@ type poller struct {
 	coll *rig.Collector
 
 	mu             sync.Mutex
-	series         map[string]*series // site + "\x00" + probe
+	series         map[string]*series // by site
 	total, visible int
 	failed         int       // scrapes that did not answer 200
 	upper, lower   []float64 // seconds from measured_at
@@ -91,7 +94,7 @@ type poller struct {
 	scrapeSecs     []float64
 }
 
-// series is what one probe of one site sent, in order of measured_at.
+// series is what one site sent, in order of measured_at.
 type series struct {
 	measured []float64 // Unix seconds, computed as the collector does
 	next     int       // the first not yet seen
@@ -100,7 +103,7 @@ type series struct {
 func (p *poller) add(site, probe string, at time.Time) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	k := site + "\x00" + probe
+	k := site // every probe: last_seen is per site
 	s := p.series[k]
 	if s == nil {
 		s = &series{}
@@ -122,7 +125,7 @@ func (p *poller) results() (upper, lower, resolution []float64, scrapes, failed 
 	return p.upper, p.lower, p.resolution, len(p.scrapeSecs), p.failed, p.scrapeSecs, p.total - p.visible
 }
 
-var lastRun = []byte("\nhubmon_probe_last_run_timestamp_seconds{")
+var lastRun = []byte("\nhubmon_agent_last_seen_timestamp_seconds{")
 
 func (p *poller) run(ctx context.Context) error {
 	var prev time.Time // when the previous scrape was sent
@@ -152,8 +155,7 @@ func (p *poller) run(ctx context.Context) error {
 			}
 			line := body[:end]
 			i = end
-			site, probe := label(line, "site"), label(line, "probe")
-			s := p.series[site+"\x00"+probe]
+			s := p.series[label(line, "site")]
 			if s == nil || s.next == len(s.measured) {
 				continue
 			}

@@ -37,6 +37,7 @@ cat <<MSG
 
   Metrics:   http://localhost:9470/metrics   (first speed test in about 15 s:
              curl -s localhost:9470/metrics | grep ^hubmon_speedtest)
+             http://localhost:9470/metrics/gaps   (gap figures, every 5 minutes)
   Broker:    tcp://127.0.0.1:1883     History: run/hubmon.db
   Ctrl-C stops both.
 

@@ -18,7 +18,9 @@
 // Values can use environment variables, for secrets: ${NAME} is replaced by
 // the variable's value, anywhere in a value (not in keys or comments); $$ is a
 // literal $; any other $ is an error. An unset or empty variable is an error
-// naming it, and a problem with a value built from variables names them
+// naming it, unless it has a default: ${NAME:-default} is the default (as
+// written, and possibly empty) when NAME is unset or empty, for a setting that
+// may be left out. A problem with a value built from variables names them
 // instead of printing the value.
 //
 // Durations are strings in Go's time.ParseDuration syntax: "90s", "5m",

@@ -311,6 +311,50 @@ probes: [{name: local, kind: speedtest}]
 	}
 }
 
+// TestLoadOptionalCAFile: ca_file: ${HUBMON_CA_FILE:-} is a council CA for
+// a TLS broker and nothing at all for a plain one (which refuses a ca_file),
+// so one config serves both (the Debian package's).
+func TestLoadOptionalCAFile(t *testing.T) {
+	dir := t.TempDir()
+	ca := filepath.Join(dir, "hubmon-ca.pem")
+	if err := os.WriteFile(ca, []byte("ca"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, "agent.yml")
+	err := os.WriteFile(path, []byte(`
+site: hub-1
+data_dir: state
+broker: {url: "${URL}", password: pw, ca_file: "${HUBMON_CA_FILE:-}"}
+probes: [{name: local, kind: speedtest}]
+`), 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct {
+		env  map[string]string
+		want string
+	}{
+		{map[string]string{"URL": "tcp://broker:1883"}, ""},
+		{map[string]string{"URL": "tcp://broker:1883", "HUBMON_CA_FILE": ""}, ""},
+		{map[string]string{"URL": "ssl://broker:8883"}, ""}, // the system's roots
+		{map[string]string{"URL": "ssl://broker:8883", "HUBMON_CA_FILE": ca}, ca},
+	} {
+		c, err := Load(path, func(k string) string { return tt.env[k] })
+		if err != nil {
+			t.Errorf("%v: %v", tt.env, err)
+		} else if c.Broker.CAFile != tt.want {
+			t.Errorf("%v: ca_file %q, want %q", tt.env, c.Broker.CAFile, tt.want)
+		}
+	}
+	// with a plain broker a CA file is still a mistake
+	_, err = Load(path, func(k string) string {
+		return map[string]string{"URL": "tcp://broker:1883", "HUBMON_CA_FILE": ca}[k]
+	})
+	if want := "broker.ca_file: only for an ssl:// broker; the url is tcp:// (got a value from ${HUBMON_CA_FILE}, not shown)"; err == nil || !strings.Contains(err.Error(), want) {
+		t.Errorf("a CA file with a plain broker: %v, want %q", err, want)
+	}
+}
+
 func TestLoadMissingFile(t *testing.T) {
 	_, err := Load(filepath.Join(t.TempDir(), "nope.yml"), nil)
 	if !errors.Is(err, fs.ErrNotExist) {
@@ -519,6 +563,7 @@ func TestValidate(t *testing.T) {
 }
 
 func TestExpand(t *testing.T) {
+	const badVar = `a variable is written ${NAME} or ${NAME:-default}, NAME being letters, digits and underscores, and the default without a "$"`
 	env := func(name string) string {
 		return map[string]string{"A": "x", "B_2": "y$z", "_C": "{}"}[name]
 	}
@@ -541,9 +586,17 @@ func TestExpand(t *testing.T) {
 		{in: "$A", problems: []string{`a "$" must start a variable, ${NAME}, or be doubled, $$, for a literal "$"`}},
 		{in: "a$", problems: []string{`a "$" must start a variable, ${NAME}, or be doubled, $$, for a literal "$"`}},
 		{in: "${A", problems: []string{`"${" without a closing "}"`}},
-		{in: "${}", problems: []string{`"${}": a variable is written ${NAME}, NAME being letters, digits and underscores`}},
-		{in: "${A:-x}", problems: []string{`"${A:-x}": a variable is written ${NAME}, NAME being letters, digits and underscores`}},
-		{in: "${9A}", problems: []string{`"${9A}": a variable is written ${NAME}, NAME being letters, digits and underscores`}},
+		{in: "${}", problems: []string{`"${}": ` + badVar}},
+		{in: "${9A}", problems: []string{`"${9A}": ` + badVar}},
+		// a default, for a setting that may be left out
+		{in: "${A:-d}", want: "x", vars: []string{"A"}},
+		{in: "${UNSET:-d}", want: "d", vars: []string{"UNSET"}},
+		{in: "${UNSET:-}", want: "", vars: []string{"UNSET"}},
+		{in: "<${UNSET:-a b:-c}>", want: "<a b:-c>", vars: []string{"UNSET"}},
+		{in: "${UNSET:-$$}", problems: []string{`"${UNSET:-$$}": ` + badVar}},
+		{in: "${A-x}", problems: []string{`"${A-x}": ` + badVar}},
+		{in: "${A:=x}", problems: []string{`"${A:=x}": ` + badVar}},
+		{in: "${:-x}", problems: []string{`"${:-x}": ` + badVar}},
 	} {
 		t.Run(tt.in, func(t *testing.T) {
 			got, vars, problems := expand(tt.in, env)

@@ -6,6 +6,14 @@
 // bound and a persistent counter of what was dropped, on SQLite with
 // synchronous=FULL so a committed measurement survives a power cut.
 //
+// A full disk is a bound too (RIPE Atlas probes bound their spool by the free
+// disk): SQLite needs room to write even a deletion, so the outbox keeps a
+// reserve file of ReserveBytes next to the database. When a write fails
+// because the disk is full, Add gives the reserve back, moves the write-ahead
+// log into the database and drops the oldest measurements (counted as
+// dropped) until the new one fits; the reserve is made again once the disk
+// has room. The agent goes on measuring and publishing the newest.
+//
 // An Outbox is safe for concurrent use. Close it after every other user has
 // stopped.
 package outbox
@@ -19,6 +27,7 @@ import (
 	"fmt"
 	"os"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/mattn/go-sqlite3"
@@ -49,10 +58,28 @@ type Entry struct {
 // Outbox is the agent's SQLite outbox.
 type Outbox struct {
 	db      *sql.DB
+	lock    *os.File // the shared lock of InUse; nil where there is none
+	path    string
 	maxRows int64
 	agentID string
 	siteID  string
+
+	mu      sync.Mutex
+	session int64 // the last session number given, 0 before the first
+	// reserveMissing: the reserve file is not there (given back to a full
+	// disk, or never made); Add makes it again when the disk has room
+	reserveMissing bool
+	// diskFull: a write failed for want of space and the reserve has not
+	// been made again since: Add drops the oldest for every new one, so
+	// that the outbox does not grow into the space the reserve gave back
+	diskFull bool
 }
+
+// ReserveBytes is the size of the reserve file kept next to the outbox
+// (<path>.reserve) and given back when the disk is full: room for SQLite to
+// drop the oldest measurements and add the newest (its write-ahead log is
+// checkpointed every 1000 pages of 4 KiB).
+const ReserveBytes = 8 << 20
 
 // DSN returns the go-sqlite3 data source name used for path: WAL, fsync on
 // every commit (the driver's default NORMAL can lose the last commits on a power
@@ -63,25 +90,32 @@ func DSN(path string) string {
 
 // Open opens (creating if needed) the outbox at path for site. maxRows bounds
 // the number of waiting measurements: adding beyond it drops the oldest and
-// counts them.
+// counts them. The Outbox holds a shared lock until Close, which InUse sees.
 func Open(path, site string, maxRows int) (*Outbox, error) {
 	if maxRows < 1 {
 		return nil, fmt.Errorf("open outbox %q: max rows must be positive (got %d)", path, maxRows)
 	}
-	db, err := sql.Open("sqlite3", DSN(path))
+	lock, err := lockShared(path)
 	if err != nil {
 		return nil, fmt.Errorf("open outbox %q: %w", path, err)
 	}
+	db, err := sql.Open("sqlite3", DSN(path))
+	if err != nil {
+		unlock(lock)
+		return nil, fmt.Errorf("open outbox %q: %w", path, err)
+	}
 	db.SetMaxOpenConns(1) // one writer; SQLite serialises writes anyway
-	o := &Outbox{db: db, maxRows: int64(maxRows), siteID: site}
+	o := &Outbox{db: db, lock: lock, path: path, maxRows: int64(maxRows), siteID: site}
 	if err := o.init(); err != nil {
 		db.Close()
+		unlock(lock)
 		var se sqlite3.Error
 		if errors.As(err, &se) && (se.Code == sqlite3.ErrCorrupt || se.Code == sqlite3.ErrNotADB) || errors.Is(err, errIntegrity) {
 			err = fmt.Errorf("%w: %w", ErrCorrupt, err)
 		}
 		return nil, fmt.Errorf("open outbox %q: %w", path, err)
 	}
+	o.makeReserve() // best effort: a full disk at start leaves it for later
 	return o, nil
 }
 
@@ -148,13 +182,29 @@ func (o *Outbox) meta(ctx context.Context, key string) (string, error) {
 
 // NextSession counts a new MQTT connection and returns its number (1, 2,
 // ...): the collector orders the agent's statuses by it, whatever the clock.
+// On a disk too full to write it, the number is counted in memory (still
+// above every number given before), so that a full disk does not keep the
+// agent from publishing.
 func (o *Outbox) NextSession(ctx context.Context) (int64, error) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	next := o.session + 1
 	var n int64
-	err := o.db.QueryRowContext(ctx, `INSERT INTO meta(key, value) VALUES ('session', 1)
-		ON CONFLICT(key) DO UPDATE SET value = CAST(value AS INTEGER) + 1 RETURNING CAST(value AS INTEGER)`).Scan(&n)
+	err := o.db.QueryRowContext(ctx, `INSERT INTO meta(key, value) VALUES ('session', ?)
+		ON CONFLICT(key) DO UPDATE SET value = max(CAST(value AS INTEGER) + 1, ?) RETURNING CAST(value AS INTEGER)`, next, next).Scan(&n)
+	if isFull(err) {
+		v, rerr := o.meta(ctx, "session")
+		if rerr != nil {
+			return 0, fmt.Errorf("count session: %w", err)
+		}
+		var stored int64
+		fmt.Sscan(v, &stored)
+		n, err = max(stored+1, next), nil
+	}
 	if err != nil {
 		return 0, fmt.Errorf("count session: %w", err)
 	}
+	o.session = n
 	return n, nil
 }
 
@@ -163,8 +213,9 @@ func (o *Outbox) AgentID() string { return o.agentID }
 
 // Add commits m: it fills in Version, MessageID (if empty), Site, AgentID and
 // Seq, encodes it and stores it in one transaction. If the outbox is full, the
-// oldest entries are dropped and counted in the same transaction. When Add
-// returns nil the measurement is on disk.
+// oldest entries are dropped and counted in the same transaction; so are they
+// when the disk is full (see the package comment). When Add returns nil the
+// measurement is on disk.
 func (o *Outbox) Add(ctx context.Context, m *wire.Measurement) error {
 	m.Version = wire.Version
 	m.Site = o.siteID
@@ -173,11 +224,63 @@ func (o *Outbox) Add(ctx context.Context, m *wire.Measurement) error {
 		m.MessageID = rand.Text()
 	}
 	m.MeasuredAt = m.MeasuredAt.UTC()
+	o.remakeReserve() // if it was given back and the disk has room again
+	o.mu.Lock()
+	drop := int64(0)
+	if o.diskFull {
+		drop = 1
+	}
+	o.mu.Unlock()
+	err := o.add(ctx, m, drop)
+	if !isFull(err) {
+		return err
+	}
+	// The disk is full: give the reserve back, move the write-ahead log into
+	// the database (freeing the log's space), and drop the oldest, more
+	// each time, until this one fits.
+	o.releaseReserve()
+	o.db.ExecContext(ctx, "PRAGMA wal_checkpoint(TRUNCATE)") // best effort
+	for drop = max(1, 2*drop); ; drop *= 2 {
+		if err = o.add(ctx, m, drop); !isFull(err) {
+			return err
+		}
+		var n int64
+		if qerr := o.db.QueryRowContext(ctx, `SELECT count(*) FROM outbox`).Scan(&n); qerr != nil || n < drop {
+			return fmt.Errorf("%w (nothing left to drop to make room)", err)
+		}
+	}
+}
+
+// isFull reports whether err is SQLite's "database or disk is full".
+func isFull(err error) bool {
+	var se sqlite3.Error
+	return errors.As(err, &se) && se.Code == sqlite3.ErrFull
+}
+
+// add commits m in one transaction, dropping at least drop of the oldest
+// entries first (and more if the outbox is over its bound).
+func (o *Outbox) add(ctx context.Context, m *wire.Measurement, drop int64) error {
 	tx, err := o.db.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("add to outbox: %w", err)
 	}
 	defer tx.Rollback()
+	dropped := int64(0)
+	dropOldest := func(n int64) error {
+		res, err := tx.ExecContext(ctx, `DELETE FROM outbox WHERE seq IN (SELECT seq FROM outbox ORDER BY seq LIMIT ?)`, n)
+		if err != nil {
+			return fmt.Errorf("add to outbox: drop oldest: %w", err)
+		}
+		k, _ := res.RowsAffected()
+		dropped += k
+		return nil
+	}
+	if drop > 0 {
+		// first, so that the new row can take the freed pages
+		if err := dropOldest(drop); err != nil {
+			return err
+		}
+	}
 	// Seq is assigned by AUTOINCREMENT, which never reuses a number even after
 	// deletes; insert a placeholder to learn it, then write the payload.
 	res, err := tx.ExecContext(ctx, `INSERT INTO outbox(message_id, measured_at, payload) VALUES (?, ?, x'')`,
@@ -200,11 +303,13 @@ func (o *Outbox) Add(ctx context.Context, m *wire.Measurement) error {
 		return fmt.Errorf("add to outbox: %w", err)
 	}
 	if over := n - o.maxRows; over > 0 {
-		if _, err := tx.ExecContext(ctx, `DELETE FROM outbox WHERE seq IN (SELECT seq FROM outbox ORDER BY seq LIMIT ?)`, over); err != nil {
-			return fmt.Errorf("add to outbox: drop oldest: %w", err)
+		if err := dropOldest(over); err != nil {
+			return err
 		}
+	}
+	if dropped > 0 {
 		if _, err := tx.ExecContext(ctx, `INSERT INTO meta(key, value) VALUES ('dropped_total', ?)
-			ON CONFLICT(key) DO UPDATE SET value = CAST(value AS INTEGER) + ?`, over, over); err != nil {
+			ON CONFLICT(key) DO UPDATE SET value = CAST(value AS INTEGER) + ?`, dropped, dropped); err != nil {
 			return fmt.Errorf("add to outbox: count dropped: %w", err)
 		}
 	}
@@ -294,5 +399,16 @@ func (o *Outbox) Stats(ctx context.Context) (Stats, error) {
 	return s, nil
 }
 
-// Close closes the database.
-func (o *Outbox) Close() error { return o.db.Close() }
+// Close closes the database, then releases the lock.
+func (o *Outbox) Close() error {
+	err := o.db.Close()
+	unlock(o.lock)
+	return err
+}
+
+// unlock releases a lock taken by lockShared (nil: none).
+func unlock(f *os.File) {
+	if f != nil {
+		_ = f.Close()
+	}
+}

@@ -136,6 +136,29 @@ func TestBoundDropsOldestAndCounts(t *testing.T) {
 	}
 }
 
+// TestIdentityIgnoresTheClock: a wall clock that jumps back and forth (the
+// measurements' times) changes neither the order of seq nor the uniqueness
+// of message ids: both come from the outbox, not the clock.
+func TestIdentityIgnoresTheClock(t *testing.T) {
+	ctx := context.Background()
+	o := open(t, filepath.Join(t.TempDir(), "outbox.db"), 100)
+	at := time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC)
+	ids := map[string]bool{}
+	var last int64
+	for i, jump := range []time.Duration{0, -24 * time.Hour, 365 * 24 * time.Hour, -365 * 24 * time.Hour, 0, -time.Minute} {
+		at = at.Add(jump)
+		m := measurement(0)
+		m.MeasuredAt = at
+		if err := o.Add(ctx, m); err != nil {
+			t.Fatal(err)
+		}
+		if m.Seq != last+1 || ids[m.MessageID] {
+			t.Fatalf("measurement %d (clock %s): seq %d after %d, id %s seen before: %v", i, at, m.Seq, last, m.MessageID, ids[m.MessageID])
+		}
+		last, ids[m.MessageID] = m.Seq, true
+	}
+}
+
 func TestOpenRejectsGarbageFile(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "outbox.db")
 	os.WriteFile(path, []byte(strings.Repeat("not a database ", 500)), 0o600)

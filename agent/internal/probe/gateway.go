@@ -27,14 +27,78 @@ const (
 )
 
 var (
-	// errNoDefaultRoute: the routing table has no default route at all (that
+	// ErrNoDefaultRoute: the routing table has no default route at all (that
 	// is up): the host's own link is down, or it was never configured.
-	errNoDefaultRoute = errors.New("no default route")
-	// errDefaultRouteNoGateway: the default route in use goes straight out
+	ErrNoDefaultRoute = errors.New("no default route")
+	// ErrDefaultRouteNoGateway: the default route in use goes straight out
 	// of an interface (a point-to-point link: PPP, some mobile modems), so
 	// there is no gateway to ask.
-	errDefaultRouteNoGateway = errors.New("the default route has no gateway (point-to-point)")
+	ErrDefaultRouteNoGateway = errors.New("the default route has no gateway (point-to-point)")
 )
+
+// DefaultGateways returns the gateways of the default routes in use, IPv4
+// from routePath and IPv6 from route6Path (files in the formats of
+// /proc/net/route and /proc/net/ipv6_route; "" for those files). Each
+// family's error is ErrNoDefaultRoute, ErrDefaultRouteNoGateway or a read
+// error; a missing IPv6 table (a kernel without IPv6) is ErrNoDefaultRoute.
+// It only reads the tables: nothing is sent.
+func DefaultGateways(routePath, route6Path string) (gw4, gw6 netip.Addr, err4, err6 error) {
+	if routePath == "" {
+		routePath = procNetRoute
+	}
+	if route6Path == "" {
+		route6Path = procNetIPv6Route
+	}
+	gw4, err4 = defaultGateway(routePath)
+	gw6, err6 = defaultGateway6(route6Path)
+	if errors.Is(err6, fs.ErrNotExist) {
+		err6 = ErrNoDefaultRoute // no IPv6 in this kernel
+	}
+	return gw4, gw6, err4, err6
+}
+
+// gatewayPorts are the TCP ports tried on each gateway: DNS and the web
+// interface, which most home and small-office routers run.
+var gatewayPorts = []uint16{53, 80, 443}
+
+// GatewayAnswers reports whether any of gws answered a TCP connection
+// attempt on port 53, 80 or 443 before ctx ended: a connection or a refusal
+// (RST) proves that the gateway is there; timeouts and "unreachable" do not.
+// The attempts run at once, through dial (nil: a net.Dialer). The error is
+// set when ctx ended before any answered. This is the check the line-quality
+// probe uses to tell a LAN fault from a WAN outage (see gatewayChecker for
+// its limits).
+func GatewayAnswers(ctx context.Context, gws []netip.Addr, dial func(ctx context.Context, network, address string) (net.Conn, error)) (bool, error) {
+	return gatewayAnswers(ctx, gws, gatewayPorts, dial)
+}
+
+func gatewayAnswers(ctx context.Context, gws []netip.Addr, ports []uint16, dial func(ctx context.Context, network, address string) (net.Conn, error)) (bool, error) {
+	if dial == nil {
+		dial = (&net.Dialer{}).DialContext
+	}
+	n := len(gws) * len(ports)
+	results := make(chan error, n) // buffered: late attempts end by themselves
+	for _, gw := range gws {
+		for _, port := range ports {
+			go func() {
+				c, err := dial(ctx, "tcp", netip.AddrPortFrom(gw, port).String())
+				if err == nil {
+					_ = c.Close()
+				}
+				results <- err
+			}()
+		}
+	}
+	for range n {
+		if gatewayAnswered(<-results) {
+			return true, nil
+		}
+	}
+	if err := ctx.Err(); err != nil {
+		return false, fmt.Errorf("gateway check cut short: %w", err)
+	}
+	return false, nil
+}
 
 // gatewayChecker tells a LAN fault from a WAN outage during a disconnection,
 // without privileges: it finds the default gateways (IPv4 in /proc/net/route,
@@ -84,7 +148,7 @@ func newGatewayChecker(routePath, route6Path string) *gatewayChecker {
 	return &gatewayChecker{
 		routePath:  routePath,
 		route6Path: route6Path,
-		ports:      []uint16{53, 80, 443},
+		ports:      gatewayPorts,
 		timeout:    gatewayDialTimeout,
 		dial:       (&net.Dialer{}).DialContext,
 	}
@@ -93,17 +157,13 @@ func newGatewayChecker(routePath, route6Path string) *gatewayChecker {
 // gatewayRoutes is what the routing tables said.
 type gatewayRoutes struct {
 	gw4, gw6   netip.Addr // the default gateways in use, when there are
-	err4, err6 error      // why not: errNoDefaultRoute, errDefaultRouteNoGateway or a read error
+	err4, err6 error      // why not: ErrNoDefaultRoute, ErrDefaultRouteNoGateway or a read error
 }
 
 // read reads both tables and remembers the gateways found.
 func (g *gatewayChecker) read() gatewayRoutes {
 	var r gatewayRoutes
-	r.gw4, r.err4 = defaultGateway(g.routePath)
-	r.gw6, r.err6 = defaultGateway6(g.route6Path)
-	if errors.Is(r.err6, fs.ErrNotExist) {
-		r.err6 = errNoDefaultRoute // no IPv6 in this kernel
-	}
+	r.gw4, r.gw6, r.err4, r.err6 = DefaultGateways(g.routePath, g.route6Path)
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if r.err4 == nil {
@@ -133,12 +193,12 @@ func (g *gatewayChecker) cause(ctx context.Context) string {
 		switch {
 		case f.err == nil:
 			gws = append(gws, f.gw)
-		case errors.Is(f.err, errNoDefaultRoute) && f.last.IsValid():
+		case errors.Is(f.err, ErrNoDefaultRoute) && f.last.IsValid():
 			gws = append(gws, f.last) // the route went away: is its gateway still there?
 		}
 	}
 	if len(gws) == 0 {
-		if errors.Is(r.err4, errNoDefaultRoute) && errors.Is(r.err6, errNoDefaultRoute) {
+		if errors.Is(r.err4, ErrNoDefaultRoute) && errors.Is(r.err6, ErrNoDefaultRoute) {
 			return wire.CauseLAN // no route anywhere: the agent's own link is down
 		}
 		return wire.CauseUnknown
@@ -155,32 +215,16 @@ func (g *gatewayChecker) cause(ctx context.Context) string {
 }
 
 // answers reports whether any of gws answered a TCP connection attempt on any
-// port. It returns an error when ctx ended before that could be told.
+// port within the checker's timeout. It returns an error when ctx ended
+// before that could be told.
 func (g *gatewayChecker) answers(ctx context.Context, gws []netip.Addr) (bool, error) {
 	dctx, cancel := context.WithTimeout(ctx, g.timeout)
 	defer cancel()
-	n := len(gws) * len(g.ports)
-	results := make(chan error, n) // buffered: late attempts end by themselves
-	for _, gw := range gws {
-		for _, port := range g.ports {
-			go func() {
-				c, err := g.dial(dctx, "tcp", netip.AddrPortFrom(gw, port).String())
-				if err == nil {
-					_ = c.Close()
-				}
-				results <- err
-			}()
-		}
-	}
-	for range n {
-		if gatewayAnswered(<-results) {
-			return true, nil
-		}
-	}
-	if err := ctx.Err(); err != nil {
+	ok, _ := gatewayAnswers(dctx, gws, g.ports, g.dial)
+	if err := ctx.Err(); err != nil && !ok {
 		return false, fmt.Errorf("gateway check cut short: %w", err)
 	}
-	return false, nil
+	return ok, nil
 }
 
 // gatewayAnswered reports whether a connection attempt's outcome proves that
@@ -197,8 +241,8 @@ const (
 
 // defaultGateway returns the gateway of the IPv4 default route with the
 // lowest metric (the one in use) in a file in the format of /proc/net/route:
-// errNoDefaultRoute when there is no default route that is up, and
-// errDefaultRouteNoGateway when the one in use has no gateway.
+// ErrNoDefaultRoute when there is no default route that is up, and
+// ErrDefaultRouteNoGateway when the one in use has no gateway.
 func defaultGateway(path string) (netip.Addr, error) {
 	f, err := os.Open(path)
 	if err != nil {
@@ -292,9 +336,9 @@ func (c *defaultRouteChoice) consider(gw netip.Addr, metric uint64) {
 func (c *defaultRouteChoice) result() (netip.Addr, error) {
 	switch {
 	case !c.found:
-		return netip.Addr{}, errNoDefaultRoute
+		return netip.Addr{}, ErrNoDefaultRoute
 	case !c.gw.IsValid():
-		return netip.Addr{}, errDefaultRouteNoGateway
+		return netip.Addr{}, ErrDefaultRouteNoGateway
 	}
 	return c.gw, nil
 }

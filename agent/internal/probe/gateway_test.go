@@ -47,7 +47,7 @@ func TestDefaultGateway(t *testing.T) {
 	cases := []struct {
 		name   string
 		routes []string
-		want   string // "" for errNoDefaultRoute
+		want   string // "" for ErrNoDefaultRoute
 	}{
 		{"typical", []string{
 			"eth0 0.0.0.0 192.168.1.254 0003 100 0.0.0.0",
@@ -73,28 +73,28 @@ func TestDefaultGateway(t *testing.T) {
 			checkGatewayResult(t, got, err, tc.want)
 		})
 	}
-	if _, err := defaultGateway(filepath.Join(t.TempDir(), "missing")); err == nil || errors.Is(err, errNoDefaultRoute) {
+	if _, err := defaultGateway(filepath.Join(t.TempDir(), "missing")); err == nil || errors.Is(err, ErrNoDefaultRoute) {
 		t.Errorf("missing file: err = %v", err)
 	}
 	// This machine's own table parses (whatever it holds). Only read: no
 	// traffic goes to the gateway.
-	if _, err := defaultGateway(procNetRoute); err != nil && !errors.Is(err, errNoDefaultRoute) && !errors.Is(err, errDefaultRouteNoGateway) {
+	if _, err := defaultGateway(procNetRoute); err != nil && !errors.Is(err, ErrNoDefaultRoute) && !errors.Is(err, ErrDefaultRouteNoGateway) {
 		t.Errorf("%s: %v", procNetRoute, err)
 	}
 }
 
 // checkGatewayResult checks a defaultGateway result against want: an
-// address, "none" (errNoDefaultRoute) or "p2p" (errDefaultRouteNoGateway).
+// address, "none" (ErrNoDefaultRoute) or "p2p" (ErrDefaultRouteNoGateway).
 func checkGatewayResult(tb testing.TB, got netip.Addr, err error, want string) {
 	tb.Helper()
 	switch want {
 	case "none":
-		if !errors.Is(err, errNoDefaultRoute) {
-			tb.Errorf("got %v, %v; want errNoDefaultRoute", got, err)
+		if !errors.Is(err, ErrNoDefaultRoute) {
+			tb.Errorf("got %v, %v; want ErrNoDefaultRoute", got, err)
 		}
 	case "p2p":
-		if !errors.Is(err, errDefaultRouteNoGateway) {
-			tb.Errorf("got %v, %v; want errDefaultRouteNoGateway", got, err)
+		if !errors.Is(err, ErrDefaultRouteNoGateway) {
+			tb.Errorf("got %v, %v; want ErrDefaultRouteNoGateway", got, err)
 		}
 	default:
 		if err != nil || got != netip.MustParseAddr(want) {
@@ -157,7 +157,7 @@ func TestDefaultGateway6(t *testing.T) {
 		t.Errorf("missing file: err = %v", err)
 	}
 	if _, err := defaultGateway6(procNetIPv6Route); err != nil && !errors.Is(err, fs.ErrNotExist) &&
-		!errors.Is(err, errNoDefaultRoute) && !errors.Is(err, errDefaultRouteNoGateway) {
+		!errors.Is(err, ErrNoDefaultRoute) && !errors.Is(err, ErrDefaultRouteNoGateway) {
 		t.Errorf("%s: %v", procNetIPv6Route, err)
 	}
 }
@@ -342,5 +342,43 @@ func TestGatewayRemembered(t *testing.T) {
 				t.Errorf("dialled %v, want the remembered gateway", dialled)
 			}
 		})
+	}
+}
+
+// TestDefaultGatewaysAndAnswers: the exported lookup reads both tables, and
+// the answer check takes a refusal as an answer and a hang as none. Only
+// injected dialers: nothing goes to this machine's gateway.
+func TestDefaultGatewaysAndAnswers(t *testing.T) {
+	routes := routeFile(t, "eth0 0.0.0.0 192.0.2.1 0003 100 0.0.0.0")
+	missing := filepath.Join(t.TempDir(), "missing")
+	gw4, gw6, err4, err6 := DefaultGateways(routes, missing)
+	if gw4 != netip.MustParseAddr("192.0.2.1") || err4 != nil || gw6.IsValid() || !errors.Is(err6, ErrNoDefaultRoute) {
+		t.Errorf("DefaultGateways = %v %v %v %v", gw4, gw6, err4, err6)
+	}
+	if _, _, err4, _ := DefaultGateways(routeFile(t), missing); !errors.Is(err4, ErrNoDefaultRoute) {
+		t.Errorf("empty table: %v", err4)
+	}
+
+	var mu sync.Mutex
+	var dialled []string
+	refuse := func(_ context.Context, _, address string) (net.Conn, error) {
+		mu.Lock()
+		dialled = append(dialled, address)
+		mu.Unlock()
+		return nil, &net.OpError{Op: "dial", Net: "tcp", Err: syscall.ECONNREFUSED}
+	}
+	hang := func(ctx context.Context, _, _ string) (net.Conn, error) { <-ctx.Done(); return nil, ctx.Err() }
+	if ok, err := GatewayAnswers(context.Background(), []netip.Addr{gw4}, refuse); !ok || err != nil {
+		t.Errorf("refused: %v %v, want an answer", ok, err)
+	}
+	mu.Lock() // the other attempts may still be running
+	if len(dialled) == 0 || !strings.HasPrefix(dialled[0], "192.0.2.1:") {
+		t.Errorf("dialled %v", dialled)
+	}
+	mu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	if ok, err := GatewayAnswers(ctx, []netip.Addr{gw4}, hang); ok || err == nil {
+		t.Errorf("hang: %v %v, want no answer and an error", ok, err)
 	}
 }

@@ -34,6 +34,28 @@ type SpeedtestConfig struct {
 	// its end are answered.
 	Duration time.Duration
 	Logger   *slog.Logger
+	// Progress, if set, is told how a run is going, for a live display:
+	// once as each phase begins, and about every progressEvery during the
+	// download and the upload with the rate of the last second. Calls come
+	// from the run's goroutines, one at a time; Progress must return
+	// quickly. A cancelled run may call it for a moment after Probe has
+	// returned (see Probe).
+	Progress func(SpeedtestProgress)
+}
+
+// SpeedtestProgress is the state of a running speed test.
+type SpeedtestProgress struct {
+	// Phase is "server selection", "ping", "download" or "upload".
+	Phase string
+	// BitsPerSecond is the rate of the last second or so of the download
+	// or the upload (warm-up included, so it climbs at first); 0 at the
+	// start of a phase and in the other phases. It is for display: the
+	// result's rate is measured over the window after the warm-up.
+	BitsPerSecond float64
+	// Elapsed is the time since the phase began, and Planned how long the
+	// download or upload loads the line (warm-up and measured window; the
+	// upload may run on for a moment). Planned is 0 for the other phases.
+	Elapsed, Planned time.Duration
 }
 
 const (
@@ -80,7 +102,8 @@ func NewSpeedtest(cfg SpeedtestConfig) Prober {
 		log = slog.New(slog.DiscardHandler)
 	}
 	cfg.ServerIDs = append([]string(nil), cfg.ServerIDs...)
-	return &speedtestProber{cfg: cfg, log: log, warmUp: min(defaultWarmUp, cfg.Duration/2), pingEvery: loadedPingEvery}
+	return &speedtestProber{cfg: cfg, log: log, warmUp: min(defaultWarmUp, cfg.Duration/2), pingEvery: loadedPingEvery,
+		progressMu: new(sync.Mutex)}
 }
 
 type speedtestProber struct {
@@ -92,6 +115,8 @@ type speedtestProber struct {
 	// warmUp precedes the measured window of each direction; pingEvery is
 	// the interval of latency requests under load.
 	warmUp, pingEvery time.Duration
+	// progressMu serialises the calls of cfg.Progress.
+	progressMu *sync.Mutex
 }
 
 // newClientMu serialises speedtest.New: every call writes
@@ -174,6 +199,7 @@ func (p *speedtestProber) run(ctx context.Context, pr *progress) error {
 	}, hc)
 
 	pr.update("server selection", nil)
+	p.progress(SpeedtestProgress{Phase: "server selection"})
 	srv, err := p.findServer(ctx, client)
 	if err != nil {
 		return fmt.Errorf("find server: %w", err)
@@ -189,6 +215,7 @@ func (p *speedtestProber) run(ctx context.Context, pr *progress) error {
 	// Ping: the library's mean and jitter, and our median of the same
 	// requests as the idle reference of the latency under load.
 	pr.update("ping", nil)
+	p.progress(SpeedtestProgress{Phase: "ping"})
 	m.reset(kindPing) // server selection may have pinged other servers
 	var idleRTTs []time.Duration
 	pctx, cancel := context.WithTimeout(ctx, pingTimeout)

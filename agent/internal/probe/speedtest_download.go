@@ -69,6 +69,9 @@ func (p *speedtestProber) measureDownload(ctx context.Context, lc loadConfig) (l
 		wg.Go(func() { downloadStream(lctx, s, dlURL, &stats) })
 	}
 	wg.Go(func() { pg.run(lctx) })
+	wg.Go(func() {
+		p.reportRate(lctx, "download", start, lc.warmUp+lc.duration, func() int64 { return received(true) })
+	})
 
 	var n0, n1, loadOnly int64
 	var t0, t1 time.Time

@@ -84,6 +84,15 @@ func (p *speedtestProber) measureUpload(ctx context.Context, lc loadConfig) (loa
 		wg.Go(func() { uploadStream(lctx, s, uploadURL, random, &stats) })
 	}
 	wg.Go(func() { pg.run(lctx) })
+	wg.Go(func() {
+		p.reportRate(lctx, "upload", start, t1.Sub(start), func() int64 {
+			var n int64
+			for _, s := range all {
+				n += s.confirmedBytes()
+			}
+			return n
+		})
+	})
 	finished := sleepUntil(ctx, t1) && settle(ctx, streams, t1)
 	cancel()
 	wg.Wait()

@@ -53,10 +53,17 @@ type Options struct {
 	Started                time.Time
 	// Lost, if set, reports measurements that never reached the outbox.
 	Lost func() int64
+	// ClockSynced, if set, says whether the system clock is synchronised
+	// (Status.ClockUnsynced); nil for always.
+	ClockSynced func() bool
 	// Budget, if set, fills the data-budget fields of each status
 	// (BudgetMonth, DataBudgetBytes, DataUsedBytes, SpeedtestsSkipped,
 	// SpeedtestsShortened); it is called from the publisher's goroutine.
 	Budget func(st *wire.Status)
+	// Acked, if set, is called with each ack from the collector once the
+	// outbox has deleted what it names (a rejected entry is deleted too),
+	// from the publisher's goroutine; it must return quickly.
+	Acked  func(a *wire.Ack)
 	Logger *slog.Logger
 	Now    func() time.Time
 }
@@ -163,6 +170,9 @@ func (p *Publisher) status(state string, session int64, connectedAt time.Time) [
 	if p.opts.Lost != nil {
 		st.MeasurementsLostTotal = p.opts.Lost()
 	}
+	if p.opts.ClockSynced != nil {
+		st.ClockUnsynced = !p.opts.ClockSynced()
+	}
 	if p.opts.Budget != nil {
 		p.opts.Budget(&st)
 	}
@@ -222,7 +232,7 @@ func (p *Publisher) session(ctx context.Context) error {
 	c := mqtt.NewClient(co)
 	if err := waitToken(ctx, c.Connect(), o.ConnectTimeout+time.Second, "connect to "+o.BrokerURL); err != nil {
 		c.Disconnect(0) // a late CONNACK must not leave a session behind
-		return err
+		return explainConnect(err, o)
 	}
 	defer func() {
 		// Stopping (SIGTERM), whatever we were waiting for: say so. A clean
@@ -364,6 +374,9 @@ func (p *Publisher) handleAck(ctx context.Context, a *wire.Ack, inflight map[str
 	}
 	for _, id := range ids {
 		delete(inflight, id)
+	}
+	if p.opts.Acked != nil {
+		p.opts.Acked(a)
 	}
 }
 

@@ -241,6 +241,31 @@ func TestAckedMeasurementsLeaveTheOutbox(t *testing.T) {
 	}
 }
 
+// TestAckedHook: the Acked hook sees every ack, after the outbox has
+// deleted what it names.
+func TestAckedHook(t *testing.T) {
+	mq := startMosquitto(t)
+	startFakeCollector(t, mq.url(), true)
+	o := newOutbox(t)
+	add(t, o, 3)
+	var mu sync.Mutex
+	acked := map[string]bool{}
+	run(t, Options{BrokerURL: mq.url(), Outbox: o, Acked: func(a *wire.Ack) {
+		for _, id := range a.Stored {
+			es, err := o.Pending(context.Background(), 0, 10, nil)
+			for _, e := range es {
+				if err != nil || e.MessageID == id {
+					t.Errorf("ack of %s seen before the outbox deleted it (%v)", id, err)
+				}
+			}
+			mu.Lock()
+			acked[id] = true
+			mu.Unlock()
+		}
+	}})
+	waitFor(t, "three acks", 10*time.Second, func() bool { mu.Lock(); defer mu.Unlock(); return len(acked) == 3 })
+}
+
 // TestBrokerOutage kills Mosquitto while measurements are being added; the
 // agent reconnects by itself and nothing is lost.
 func TestBrokerOutage(t *testing.T) {

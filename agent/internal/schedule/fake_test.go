@@ -97,6 +97,18 @@ func (c *fakeClock) jump(d time.Duration) {
 	c.now = c.now.Add(d)
 }
 
+// step moves the wall clock by d, backwards too, keeping every pending
+// wake-up the same real time away (a timer runs on the monotonic clock, which
+// a step of the wall clock does not move).
+func (c *fakeClock) step(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.now = c.now.Add(d)
+	for i := range c.waiters {
+		c.waiters[i].at = c.waiters[i].at.Add(d)
+	}
+}
+
 // line is a simulated broadband line that fake speed tests measure.
 type line struct {
 	downBPS, upBPS float64

@@ -179,6 +179,36 @@ func TestClockJump(t *testing.T) {
 	}
 }
 
+// TestClockJumpBack: a wall clock a day ahead (a bad time source) set back
+// by NTP. The agent must not wait for the wrong clock's tomorrow: the day it
+// is really in gets its tests, at their planned wall times.
+func TestClockJumpBack(t *testing.T) {
+	loc := london(t)
+	from := time.Date(2026, 5, 4, 0, 0, 0, 0, loc) // a Monday
+	clock := newFakeClock(from)
+	l := &line{downBPS: 80e6, upBPS: 20e6, clock: clock}
+	budget := newBudget(t, BudgetConfig{Location: loc, Now: clock.Now})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		Run(ctx, []Job{openingHoursJob("internet", l)}, Options{Clock: clock, Location: loc, Budget: budget, Sink: func(context.Context, *wire.Measurement) error { return nil }})
+	}()
+	clock.advance(1, from.Add(24*time.Hour+20*time.Hour)) // the wrong clock's Monday and Tuesday: 8 tests
+	clock.step(-24 * time.Hour)                           // back to Monday 20:00
+	clock.advance(1, from.AddDate(0, 0, 2).Add(20*time.Hour))
+	cancel()
+	<-done
+	days := map[int]int{}
+	for _, r := range l.taken() {
+		days[r.at.In(loc).Day()]++
+	}
+	// Tuesday twice: by the wrong clock, then really
+	if days[4] != 4 || days[5] != 8 || days[6] != 4 {
+		t.Fatalf("tests per day of May %v; want 4 on Monday, 8 on Tuesday (4 by the wrong clock) and 4 on Wednesday", days)
+	}
+}
+
 // TestLightJobs: a job whose runs last its interval runs back to back
 // (line quality); one that fails at once still waits its interval; a heavy
 // job on an interval is weighed by the budget too.

@@ -247,8 +247,8 @@ const (
 	// jumps (a Pi without a real-time clock setting the time from NTP
 	// after boot) is noticed within it.
 	maxWait = 5 * time.Minute
-	// lateness is how late a wake-up may be before the wall clock is
-	// taken to have jumped.
+	// lateness is how late (or early) a wake-up may be by the wall clock
+	// before the wall clock is taken to have jumped.
 	lateness = time.Minute
 )
 
@@ -261,9 +261,12 @@ func (s *scheduler) runPlanned(ctx context.Context, job Job, p *planner) {
 	expect := cursor
 	for {
 		now := s.clock.Now().Round(0) // wall clock: plans are in it
-		if late := now.Sub(expect); late > lateness {
+		if late := now.Sub(expect); late > lateness || late < -lateness {
 			// the clock jumped forward (or the system slept): the runs
-			// planned in between were never due; start from now
+			// planned in between were never due; start from now. Or it
+			// was set back (it had been ahead): the runs it had reached
+			// were at wrong times, and waiting for its old time would
+			// leave the day it is really in without tests; start from now
 			log.Info("the clock jumped: planning from now", "jump_seconds", late.Seconds())
 			cursor = now
 		}

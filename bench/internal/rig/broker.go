@@ -125,8 +125,15 @@ func StartBroker(o BrokerOptions) (*Broker, error) {
 		"listener 1883 127.0.0.1", fmt.Sprintf("listener %d 127.0.0.1\nuser %s", port, me.Username),
 		"/etc/mosquitto/hubmon.passwd", passwd,
 		"/etc/mosquitto/hubmon.acl", aclPath,
-		"/var/lib/mosquitto/", o.Dir+"/",
 	).Replace(string(conf))
+	// the hubs' TLS listener needs the council's certificates, and Debian's
+	// main config (not used here) says where to save: a few busy
+	// connections on the plain listener are what this measures
+	tlsListener := strings.Index(text, "\n# MQTT over TLS for the hubs")
+	if tlsListener < 0 {
+		return nil, fmt.Errorf("deploy/mosquitto/hubmon.conf changed: no TLS listener section to leave out")
+	}
+	text = text[:tlsListener+1] + "persistence_location " + o.Dir + "/\n"
 	for _, want := range []string{passwd, aclPath, o.Dir + "/", strconv.Itoa(port)} {
 		if !strings.Contains(text, want) {
 			return nil, fmt.Errorf("deploy/mosquitto/hubmon.conf changed: could not set %q", want)

@@ -19,6 +19,10 @@
 // Every message on a measurement or status topic is passed to the Handler
 // before the broker acknowledges it: for this broker, unlike Mosquitto, a
 // PUBACK means the collector has the message.
+//
+// The package also writes Mosquitto's own auth files, for `hubmon-collector
+// passwd` and `enrol`: the password file (shared by both brokers) and the ACL
+// file (acl.go), which must grant a site what this broker grants it.
 package broker
 
 import (

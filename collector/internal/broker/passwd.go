@@ -202,12 +202,37 @@ func hashPBKDF2(password string, salt []byte, iterations int) (string, error) {
 		base64.StdEncoding.EncodeToString(salt), base64.StdEncoding.EncodeToString(key)), nil
 }
 
+// ErrUserExists and ErrNoSuchUser are PutUser's refusals.
+var (
+	ErrUserExists = errors.New("user is already in the password file")
+	ErrNoSuchUser = errors.New("user is not in the password file")
+)
+
+// PutMode says what PutUser does with a user already in the file.
+type PutMode int
+
+const (
+	// AddOrReplace adds the user, or replaces its entry.
+	AddOrReplace PutMode = iota
+	// AddOnly refuses (ErrUserExists) if the user is in the file.
+	AddOnly
+	// ReplaceOnly refuses (ErrNoSuchUser) if the user is not in the file.
+	ReplaceOnly
+)
+
 // AddUser adds user with password to the password file at path, or replaces
-// the user's entry, keeping every other line as it is. It creates the file
-// with mode 0600 if needed and replaces it atomically (a temporary file in the
-// same directory, then rename). It refuses to write a file the broker could
-// not load. The broker picks the change up on Reload.
+// the user's entry: PutUser with AddOrReplace.
 func AddUser(path, user, password string) error {
+	return PutUser(path, user, password, AddOrReplace)
+}
+
+// PutUser adds user with password to the password file at path, or replaces
+// the user's entry (as mode allows), keeping every other line as it is. It
+// creates the file with mode 0600 if needed, and replaces it atomically (a
+// temporary file in the same directory, then rename) with the mode and owner
+// of the file it replaces. It refuses to write a file the broker could not
+// load. The broker picks the change up on Reload (SIGHUP).
+func PutUser(path, user, password string, mode PutMode) error {
 	if err := checkUserName(user); err != nil {
 		return fmt.Errorf("add user to %q: %w", path, err)
 	}
@@ -216,14 +241,15 @@ func AddUser(path, user, password string) error {
 		return fmt.Errorf("add user %q to %q: %w", user, path, err)
 	}
 	old, err := os.ReadFile(path)
-	mode := fs.FileMode(0o600)
+	perm := fs.FileMode(0o600)
+	var owner *fileOwner
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
 	case err != nil:
 		return fmt.Errorf("add user %q: read password file: %w", user, err)
 	default:
 		if st, err := os.Stat(path); err == nil {
-			mode = st.Mode().Perm()
+			perm, owner = st.Mode().Perm(), ownerOf(st)
 		}
 	}
 
@@ -250,19 +276,41 @@ func AddUser(path, user, password string) error {
 			}
 		}
 	}
+	switch {
+	case replaced && mode == AddOnly:
+		return fmt.Errorf("add user %q to %q: %w", user, path, ErrUserExists)
+	case !replaced && mode == ReplaceOnly:
+		return fmt.Errorf("replace user %q in %q: %w", user, path, ErrNoSuchUser)
+	}
 	if !replaced {
 		out.WriteString(newLine + "\n")
 	}
 	if _, err := parsePasswords(out.Bytes()); err != nil {
 		return fmt.Errorf("add user %q: password file %q has other broken lines, not writing it: %w", user, path, err)
 	}
-	if err := writeFileAtomic(path, out.Bytes(), mode); err != nil {
+	if err := writeFileAtomic(path, out.Bytes(), perm, owner); err != nil {
 		return fmt.Errorf("add user %q: %w", user, err)
 	}
 	return nil
 }
 
-func writeFileAtomic(path string, data []byte, mode fs.FileMode) error {
+// HasUser reports whether user has an entry in the password file at path. A
+// missing file has no users.
+func HasUser(path, user string) (bool, error) {
+	p, err := loadPasswords(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	return p.users[user] != nil, nil
+}
+
+// writeFileAtomic replaces path with data: a temporary file in the same
+// directory with mode (and owner, if not nil: the broker may run as another
+// user than the one adding a site), synced, then renamed over path.
+func writeFileAtomic(path string, data []byte, mode fs.FileMode, owner *fileOwner) error {
 	dir := filepath.Dir(path)
 	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp*")
 	if err != nil {
@@ -273,6 +321,10 @@ func writeFileAtomic(path string, data []byte, mode fs.FileMode) error {
 	if err := f.Chmod(mode); err != nil {
 		f.Close()
 		return fmt.Errorf("write password file: %w", err)
+	}
+	if err := owner.apply(f); err != nil {
+		f.Close()
+		return fmt.Errorf("write password file: keep the owner of %q (run as root, or as its owner): %w", path, err)
 	}
 	if _, err := f.Write(data); err != nil {
 		f.Close()

@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"syscall"
 	"testing"
 )
 
@@ -186,6 +187,32 @@ func TestAddUser(t *testing.T) {
 			if strings.Contains(e.Name(), ".tmp") {
 				t.Fatalf("temporary file left: %s", e.Name())
 			}
+		}
+	})
+	t.Run("keeps owner and group", func(t *testing.T) {
+		// the packaged collector runs as hubmon and reads a root:hubmon 0640
+		// file that root adds users to
+		if os.Geteuid() != 0 {
+			t.Skip("needs root, to give the file away")
+		}
+		path := filepath.Join(dir, "owned")
+		if err := os.WriteFile(path, []byte("# hubs\n"), 0o640); err != nil {
+			t.Fatal(err)
+		}
+		const uid, gid = 4242, 4343
+		if err := os.Chown(path, uid, gid); err != nil {
+			t.Fatal(err)
+		}
+		if err := AddUser(path, "site-a", "pw"); err != nil {
+			t.Fatal(err)
+		}
+		st, err := os.Stat(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sys := st.Sys().(*syscall.Stat_t)
+		if sys.Uid != uid || sys.Gid != gid || st.Mode().Perm() != 0o640 {
+			t.Fatalf("after AddUser: owner %d:%d mode %v, want %d:%d 0640", sys.Uid, sys.Gid, st.Mode().Perm(), uid, gid)
 		}
 	})
 	t.Run("refuses", func(t *testing.T) {

@@ -131,6 +131,7 @@ func TestLoadExternal(t *testing.T) {
 	want.MQTT.CAFile = filepath.Join("testdata", "tls", "ca.pem")
 	want.MQTT.CertFile = filepath.Join("testdata", "tls", "collector.pem")
 	want.MQTT.KeyFile = filepath.Join("testdata", "tls", "collector-key.pem")
+	want.MQTT.Topics = []string{"hubmon/v1/lib-001/measurement", "hubmon/v1/lib-001/status"}
 	want.EmbeddedBroker.PasswordFile = filepath.Join("testdata", "does-not-matter.passwd")
 	want.EmbeddedBroker.MaxPacketBytes = 1
 	diff(t, c, want)

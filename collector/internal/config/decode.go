@@ -44,6 +44,29 @@ type decoder struct {
 	fatal bool
 	lines map[string]int      // field path -> line of its key, or of a list item
 	vars  map[string][]string // field path -> variables its value was built from
+	// visits counts the values walked, aliases and merges expanded: see
+	// maxVisits
+	visits int
+}
+
+// maxVisits bounds the values the decoder walks once aliases and merge keys
+// are expanded. A real config has a few hundred; anchors that refer to
+// anchors that refer to anchors (a "billion laughs" document) would take
+// exponential time.
+const maxVisits = 100_000
+
+// visit counts one more value walked. Past maxVisits it notes the problem,
+// marks the file undecodable and returns false: stop walking.
+func (d *decoder) visit(n *yaml.Node) bool {
+	if d.fatal {
+		return false
+	}
+	if d.visits++; d.visits > maxVisits {
+		d.fatal = true
+		d.note(n.Line, "", fmt.Sprintf("too many values once aliases and merge keys are expanded (more than %d): use fewer anchors", maxVisits))
+		return false
+	}
+	return true
 }
 
 func newDecoder(getenv func(string) string) *decoder {
@@ -131,6 +154,9 @@ func deref(n *yaml.Node) *yaml.Node {
 
 func (d *decoder) value(n *yaml.Node, path string, v reflect.Value) {
 	n = deref(n)
+	if !d.visit(n) {
+		return
+	}
 	if _, ok := d.lines[path]; !ok && path != "" {
 		d.lines[path] = n.Line
 	}
@@ -271,7 +297,11 @@ func (d *decoder) mappingExcept(n *yaml.Node, path string, v reflect.Value, exce
 			continue
 		}
 		if k.Kind != yaml.ScalarNode {
-			d.note(k.Line, path, "a key must be a plain name")
+			where := path
+			if where == "" {
+				where = "top level" // found by FuzzParse: {}: named no field
+			}
+			d.note(k.Line, where, "a key must be a plain name, not a list or a mapping")
 			continue
 		}
 		field := join(path, k.Value)
@@ -300,6 +330,9 @@ func isMerge(k *yaml.Node) bool {
 
 func (d *decoder) merge(n *yaml.Node, path string, v reflect.Value, except map[string]bool) {
 	n = deref(n)
+	if !d.visit(n) {
+		return
+	}
 	switch n.Kind {
 	case yaml.MappingNode:
 		d.mappingExcept(n, path, v, except)
@@ -348,12 +381,20 @@ func yamlFields(t reflect.Type) ([]string, map[string]int) {
 	return names, index
 }
 
+// join appends a key to a field path. A key that is not a plain name (empty,
+// with spaces, line breaks or bytes that are not UTF-8: never a known field)
+// is quoted, so that a problem about it still names it, on one line.
 func join(path, name string) string {
+	if !plainKeyRE.MatchString(name) {
+		name = strconv.Quote(name)
+	}
 	if path == "" {
 		return name
 	}
 	return path + "." + name
 }
+
+var plainKeyRE = regexp.MustCompile(`^[A-Za-z0-9_-]+$`)
 
 // suggest returns the known name that name is probably a typo of, or "".
 func suggest(name string, known []string) string {
@@ -391,9 +432,12 @@ func editDistance(a, b string) int {
 }
 
 // expand replaces each ${NAME} in s with getenv(NAME) and each $$ with one $.
-// Any other $ is a problem, as is a variable that is unset or empty. It
-// returns the names of the variables used, and a message for each problem;
-// the messages never include a variable's value.
+// ${NAME:-default} is getenv(NAME), or default (as written, possibly empty)
+// when that is unset or empty: for a setting that may be left out, such as a
+// CA file that only a TLS broker needs. Any other $ is a problem, as is a
+// variable without a default that is unset or empty. It returns the names of
+// the variables used, and a message for each problem; the messages never
+// include a variable's value.
 func expand(s string, getenv func(string) string) (out string, vars, problems []string) {
 	if !strings.Contains(s, "$") {
 		return s, nil, nil
@@ -414,14 +458,17 @@ func expand(s string, getenv func(string) string) (out string, vars, problems []
 			if end < 0 {
 				return "", nil, append(problems, `"${" without a closing "}"`)
 			}
-			name := rest[1:end]
+			ref := rest[1:end]
 			i += 1 + end
-			if !validVarName(name) {
-				problems = append(problems, fmt.Sprintf("%q: a variable is written ${NAME}, NAME being letters, digits and underscores", "${"+name+"}"))
+			name, def, hasDefault := strings.Cut(ref, ":-")
+			if !validVarName(name) || strings.Contains(def, "$") {
+				problems = append(problems, fmt.Sprintf("%q: a variable is written ${NAME} or ${NAME:-default}, NAME being letters, digits and underscores, and the default without a \"$\"", "${"+ref+"}"))
 				continue
 			}
 			v := getenv(name)
-			if v == "" {
+			if v == "" && hasDefault {
+				v = def
+			} else if v == "" {
 				problems = append(problems, fmt.Sprintf("environment variable %s is not set (or is empty)", name))
 				continue
 			}

@@ -158,6 +158,22 @@ func parseClock(s string) (time.Duration, bool) {
 	return time.Duration(hh)*time.Hour + time.Duration(mm)*time.Minute, true
 }
 
+// zones are time zones loaded once each: a *time.Location holds its zone's
+// whole table (about 4.5 kB for Europe/London), and 20,000 hubs share a
+// handful of zones.
+type zones map[string]*time.Location
+
+func (z zones) load(name string) (*time.Location, error) {
+	if loc, ok := z[name]; ok {
+		return loc, nil
+	}
+	loc, err := loadLocation(name)
+	if err == nil {
+		z[name] = loc
+	}
+	return loc, err
+}
+
 // loadLocation loads an IANA time zone; "" and "Local" are refused (the
 // collector's system zone is not a hub's).
 func loadLocation(name string) (*time.Location, error) {

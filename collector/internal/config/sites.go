@@ -159,6 +159,7 @@ func validPostcode(p string) bool { return p == "GIR 0AA" || postcodeRE.MatchStr
 // check validates the file and returns its sites.
 func (f *sitesFile) check() ([]Site, []*problem) {
 	var k checker
+	z := zones{}
 	if len(f.Sites) > MaxSites {
 		k.add("sites", len(f.Sites), "at most %d sites", MaxSites)
 	}
@@ -168,7 +169,7 @@ func (f *sitesFile) check() ([]Site, []*problem) {
 		s := &f.Sites[i]
 		path := fmt.Sprintf("sites[%d]", i)
 		n := len(k.probs)
-		site := s.check(&k, path)
+		site := s.check(&k, path, z)
 		if s.ID != "" {
 			if j, ok := ids[s.ID]; ok {
 				k.add(path+".id", s.ID, "already the id of sites[%d]", j)
@@ -183,7 +184,7 @@ func (f *sitesFile) check() ([]Site, []*problem) {
 	return out, k.probs
 }
 
-func (s *SiteSpec) check(k *checker, path string) Site {
+func (s *SiteSpec) check(k *checker, path string, z zones) Site {
 	site := Site{ID: s.ID, HubType: s.HubType, ONSCode: s.ONSCode, Access: s.Access, Timezone: s.Timezone, PublicSeats: -1}
 	switch {
 	case s.ID == "":
@@ -217,7 +218,7 @@ func (s *SiteSpec) check(k *checker, path string) Site {
 	}
 	if s.Timezone == "" {
 		k.addNoValue(path+".timezone", `required: an IANA zone name, like "Europe/London"`)
-	} else if loc, err := loadLocation(s.Timezone); err != nil {
+	} else if loc, err := z.load(s.Timezone); err != nil {
 		k.add(path+".timezone", s.Timezone, `unknown time zone: use an IANA zone name, like "Europe/London"`)
 	} else {
 		site.Location = loc

@@ -136,3 +136,19 @@ func TestProfilesRules(t *testing.T) {
 		t.Errorf("per seat: %+v", rules[3])
 	}
 }
+
+// TestSitesShareTimeZones: sites of one zone share its *time.Location (a
+// zone's table is kilobytes; a file may list 20,000 hubs).
+func TestSitesShareTimeZones(t *testing.T) {
+	list, err := ParseSites([]byte(`sites:
+  - {id: a, name: A, hub_type: other}
+  - {id: b, name: B, hub_type: other}
+  - {id: c, name: C, hub_type: other, timezone: America/New_York}
+`), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if list[0].Location != list[1].Location || list[0].Location == list[2].Location || list[2].Location.String() != "America/New_York" {
+		t.Errorf("locations %p %p %p (%s)", list[0].Location, list[1].Location, list[2].Location, list[2].Location)
+	}
+}

@@ -4,15 +4,20 @@
 // threshold profile, median and 10th-percentile rates, availability during
 // opening hours, outage time and the measured rate against the contract. The
 // figures come from the collector's history (package store), not from
-// Prometheus, and are served as metrics (Engine is a prometheus.Collector)
-// and as a report (CSV, JSON, HTML; over HTTP and by the report command).
+// Prometheus, and are served as metrics on their own endpoint
+// (MetricsHandler: /metrics/gaps, which Prometheus scrapes less often than
+// /metrics) and as a report (CSV, JSON, HTML; over HTTP and by the report
+// command).
 //
 // The Engine keeps, per site, what the figures need in memory: the speed
 // tests and the spans of time the line was seen up or down, for the
 // retention (30 days). It loads them once from the history, then reads only
 // the rows stored since (by row id), so the cost of an update does not grow
-// with the history. Metrics are recomputed in the background every interval
-// and a scrape only sends the result.
+// with the history. The figures are recomputed in the background every
+// interval and written once, to a compressed exposition that each scrape
+// sends as it is: at 20,000 sites they are 1.44 million series, with the
+// sites' series (Options.Extra) 161 MB of text, 14 MB compressed, which no
+// scrape could afford to encode.
 //
 // # Definitions
 //
@@ -48,6 +53,7 @@ import (
 
 	"github.com/hubmon/hubmon/agent/wire"
 	"github.com/hubmon/hubmon/collector/internal/config"
+	"github.com/hubmon/hubmon/collector/internal/exposition"
 	"github.com/hubmon/hubmon/collector/internal/sites"
 	"github.com/hubmon/hubmon/collector/internal/store"
 )
@@ -78,6 +84,11 @@ type Options struct {
 	Presence time.Duration
 	// Interval is how often Run brings the figures up to date. Default 5m.
 	Interval time.Duration
+	// Extra, if set, writes more series to the gap endpoint (MetricsHandler),
+	// before the gap figures: series that change as seldom, such as what the
+	// sites file says about each hub. It is called at each refresh, and
+	// once before the history is loaded.
+	Extra func(w *exposition.Writer)
 	// Retention is how far back the engine keeps history: the longest
 	// period it can compute. Default 30 days.
 	Retention time.Duration
@@ -319,14 +330,37 @@ func (e *Engine) recompute() {
 	}
 	tracked := len(e.sites)
 	e.mu.Unlock()
-	ms := e.buildMetrics(figs)
-	e.published.Store(&published{samples: ms, computed: now, took: time.Since(start), tracked: tracked})
+	blob, err := exposition.NewBlob(func(w *exposition.Writer) {
+		if e.opts.Extra != nil {
+			e.opts.Extra(w)
+		}
+		e.writeFigures(w, figs)
+	})
+	if err != nil { // cannot happen: the blob is written to memory
+		e.log.Error("gap figures not written", "err", err)
+		return
+	}
+	e.published.Store(&published{blob: blob, computed: now, took: time.Since(start), tracked: tracked})
 }
 
-// published is the result of a refresh.
+// publishExtra publishes Options.Extra's series alone, before the history
+// is loaded.
+func (e *Engine) publishExtra() {
+	if e.opts.Extra == nil {
+		return
+	}
+	blob, err := exposition.NewBlob(e.opts.Extra)
+	if err != nil {
+		e.log.Error("series not written", "err", err)
+		return
+	}
+	e.published.CompareAndSwap(nil, &published{blob: blob})
+}
+
+// published is the result of a refresh: the gap endpoint's text.
 type published struct {
-	samples  []sample
-	computed time.Time
+	blob     *exposition.Blob
+	computed time.Time // zero before the history is loaded
 	took     time.Duration
 	tracked  int // sites whose history is in memory
 }
@@ -343,6 +377,7 @@ func (e *Engine) Kick() {
 // when kicked) until ctx is done. Errors are logged; a failed refresh is
 // tried again at the next tick.
 func (e *Engine) Run(ctx context.Context) {
+	e.publishExtra()
 	start := time.Now()
 	for {
 		err := e.Load(ctx)

@@ -9,6 +9,7 @@ import (
 
 	"github.com/hubmon/hubmon/agent/wire"
 	"github.com/hubmon/hubmon/collector/internal/config"
+	"github.com/hubmon/hubmon/collector/internal/store"
 )
 
 const sitesYAML = `sites:
@@ -420,7 +421,7 @@ func TestRun(t *testing.T) {
 					return
 				default:
 				}
-				_ = exposition(t, e, true)
+				_ = gapText(t, e, true)
 				_ = e.Report(now, 7*24*time.Hour)
 			}
 		})
@@ -463,5 +464,27 @@ func TestAutoRegisteredSitesFade(t *testing.T) {
 	}
 	if figs := e.Compute(now.Add(40*24*time.Hour), 30*24*time.Hour); len(figs) != 0 {
 		t.Fatalf("a site silent for 40 days is still listed: %v", figs[0].Site.ID)
+	}
+}
+
+// TestAddTestOnce: a test is added once by its row; two tests of the same
+// instant (two probes) are both kept.
+func TestAddTestOnce(t *testing.T) {
+	h := newSiteHistory()
+	at := day(1, 10, 0)
+	p := func(row int64, at time.Time) *store.Point {
+		return &store.Point{RowID: row, Kind: wire.KindSpeedtest, MeasuredAt: at, DownloadBitsPerSecond: 1e7, UploadBitsPerSecond: 1e6,
+			LatencySeconds: math.NaN(), AddedLatencyDownloadSeconds: math.NaN(), AddedLatencyUploadSeconds: math.NaN()}
+	}
+	for _, c := range []struct {
+		p    *store.Point
+		want bool
+	}{{p(1, at), true}, {p(2, at), true}, {p(1, at), false}, {p(3, at.Add(-time.Hour)), true}, {p(2, at), false}, {p(3, at.Add(-time.Hour)), false}} {
+		if got := h.addTest(c.p); got != c.want {
+			t.Errorf("addTest(row %d) = %v, want %v", c.p.RowID, got, c.want)
+		}
+	}
+	if len(h.tests) != 3 || h.tests[0].rowid != 3 {
+		t.Errorf("tests: %+v", h.tests)
 	}
 }

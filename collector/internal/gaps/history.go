@@ -38,31 +38,37 @@ type stream struct {
 // siteHistory is what the figures of one site are computed from: its
 // speed tests and the times its line was up or down, for the retention.
 type siteHistory struct {
-	tests    []test // by time
-	seen     map[int64]bool
+	tests    []test // by time, then as added
 	streams  map[string]*stream
 	presence spans // successful measurements other than line quality
 }
 
 func newSiteHistory() *siteHistory {
-	return &siteHistory{seen: map[int64]bool{}, streams: map[string]*stream{}}
+	return &siteHistory{streams: map[string]*stream{}}
 }
 
-// addTest adds a speed test, once, and reports whether it was new.
+// addTest adds a speed test, once, and reports whether it was new. A test
+// already added is found among those of its time: no set of row ids (a map
+// of a month's tests took 5 kB a site, more than the tests themselves).
 func (h *siteHistory) addTest(p *store.Point) bool {
-	if h.seen[p.RowID] || math.IsNaN(p.DownloadBitsPerSecond) {
+	if math.IsNaN(p.DownloadBitsPerSecond) {
 		return false
 	}
-	h.seen[p.RowID] = true
+	at := p.MeasuredAt.UnixNano()
+	i := sort.Search(len(h.tests), func(i int) bool { return h.tests[i].at > at })
+	for j := i - 1; j >= 0 && h.tests[j].at == at; j-- {
+		if h.tests[j].rowid == p.RowID {
+			return false
+		}
+	}
 	added := math.NaN()
 	for _, v := range []float64{p.AddedLatencyDownloadSeconds, p.AddedLatencyUploadSeconds} {
 		if !math.IsNaN(v) && (math.IsNaN(added) || v > added) {
 			added = v
 		}
 	}
-	t := test{rowid: p.RowID, at: p.MeasuredAt.UnixNano(), down: p.DownloadBitsPerSecond, up: p.UploadBitsPerSecond,
+	t := test{rowid: p.RowID, at: at, down: p.DownloadBitsPerSecond, up: p.UploadBitsPerSecond,
 		rtt: p.LatencySeconds, added: added, loss: math.NaN(), jitter: math.NaN()}
-	i := sort.Search(len(h.tests), func(i int) bool { return h.tests[i].at > t.at })
 	h.tests = slices.Insert(h.tests, i, t)
 	return true
 }
@@ -139,9 +145,6 @@ func (h *siteHistory) empty() bool {
 // prune forgets what is older than t.
 func (h *siteHistory) prune(t int64) {
 	i := sort.Search(len(h.tests), func(i int) bool { return h.tests[i].at >= t })
-	for _, old := range h.tests[:i] {
-		delete(h.seen, old.rowid)
-	}
 	h.tests = slices.Delete(h.tests, 0, i)
 	for k, st := range h.streams {
 		st.covered.prune(t)

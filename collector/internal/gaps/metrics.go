@@ -2,77 +2,98 @@ package gaps
 
 import (
 	"math"
+	"net/http"
 	"slices"
 	"strings"
 
 	"github.com/prometheus/client_golang/prometheus"
-	dto "github.com/prometheus/client_model/go"
 
 	"github.com/hubmon/hubmon/collector/internal/config"
+	"github.com/hubmon/hubmon/collector/internal/exposition"
 )
 
+// The gap figures, served on their own endpoint (MetricsHandler) from a blob
+// written at each refresh: nothing is computed at scrape time.
 var (
-	complianceDesc = prometheus.NewDesc("hubmon_gap_compliance_ratio",
+	famCompliance = exposition.NewFamily("hubmon_gap_compliance_ratio",
 		"Share of the hub's speed tests in the period and window that met the threshold profile; absent when there were none.",
-		[]string{"site", "profile", "window", "period"}, nil)
-	testsDesc = prometheus.NewDesc("hubmon_gap_speedtests",
+		exposition.Gauge, "site", "profile", "window", "period")
+	famTests = exposition.NewFamily("hubmon_gap_speedtests",
 		"Speed tests of the hub in the period and window that measured a download rate.",
-		[]string{"site", "window", "period"}, nil)
-	downDesc = prometheus.NewDesc("hubmon_gap_download_bytes_per_second",
+		exposition.Gauge, "site", "window", "period")
+	famDown = exposition.NewFamily("hubmon_gap_download_bytes_per_second",
 		"Median or 10th percentile (statistic) of the hub's download rates in the period and window, in bytes per second.",
-		[]string{"site", "window", "period", "statistic"}, nil)
-	upDesc = prometheus.NewDesc("hubmon_gap_upload_bytes_per_second",
+		exposition.Gauge, "site", "window", "period", "statistic")
+	famUp = exposition.NewFamily("hubmon_gap_upload_bytes_per_second",
 		"Median or 10th percentile (statistic) of the hub's upload rates in the period and window, in bytes per second.",
-		[]string{"site", "window", "period", "statistic"}, nil)
-	availabilityDesc = prometheus.NewDesc("hubmon_gap_availability_ratio",
+		exposition.Gauge, "site", "window", "period", "statistic")
+	famAvailability = exposition.NewFamily("hubmon_gap_availability_ratio",
 		"Share of the hub's opening hours in the period it was online (line-quality probes, else any successful measurement); absent when it had no opening hours in the period.",
-		[]string{"site", "period"}, nil)
-	outageDesc = prometheus.NewDesc("hubmon_gap_outage_seconds",
+		exposition.Gauge, "site", "period")
+	famOutage = exposition.NewFamily("hubmon_gap_outage_seconds",
 		"Time within the hub's opening hours in the period that its line-quality probes saw the line down; absent without line-quality data.",
-		[]string{"site", "period"}, nil)
-	contractDesc = prometheus.NewDesc("hubmon_gap_contract_ratio",
+		exposition.Gauge, "site", "period")
+	famContract = exposition.NewFamily("hubmon_gap_contract_ratio",
 		"Median measured rate over the contracted rate in the period, during opening hours (all hours when they are not known); absent without a contract or tests.",
-		[]string{"site", "direction", "period"}, nil)
-	belowDesc = prometheus.NewDesc("hubmon_gap_below_profile",
+		exposition.Gauge, "site", "direction", "period")
+	famBelow = exposition.NewFamily("hubmon_gap_below_profile",
 		"1 if the hub's compliance with the profile in the period, during opening hours (all hours when they are not known), is below the configured ratio, else 0; absent when there were no tests.",
-		[]string{"site", "profile", "period"}, nil)
+		exposition.Gauge, "site", "profile", "period")
+)
+
+// How the computation goes, on /metrics (a registry) with the collector's
+// other health figures.
+var (
 	computedDesc = prometheus.NewDesc("hubmon_collector_gaps_computed_timestamp_seconds",
 		"When the gap figures were last computed (Unix time); absent until the history is loaded.", nil, nil)
 	computeDesc = prometheus.NewDesc("hubmon_collector_gaps_compute_seconds",
-		"How long the last computation of the gap figures took.", nil, nil)
+		"How long the last computation of the gap figures took (writing their exposition included).", nil, nil)
 	trackedDesc = prometheus.NewDesc("hubmon_collector_gaps_tracked_sites",
 		"Sites whose recent history the gap computation held in memory at its last computation.", nil, nil)
+	exposedDesc = prometheus.NewDesc("hubmon_collector_gaps_exposition_bytes",
+		"Size of the gap endpoint's text as last written, uncompressed (encoding=identity) and as kept, gzip-compressed (encoding=gzip).", []string{"encoding"}, nil)
 )
 
 // Describe implements prometheus.Collector.
 func (e *Engine) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{complianceDesc, testsDesc, downDesc, upDesc, availabilityDesc, outageDesc,
-		contractDesc, belowDesc, computedDesc, computeDesc, trackedDesc} {
+	for _, d := range []*prometheus.Desc{computedDesc, computeDesc, trackedDesc, exposedDesc} {
 		ch <- d
 	}
 }
 
-// Collect implements prometheus.Collector: it sends the figures of the last
-// refresh; nothing is computed at scrape time.
+// Collect implements prometheus.Collector: how the last refresh went.
 func (e *Engine) Collect(ch chan<- prometheus.Metric) {
 	p := e.published.Load()
 	if p == nil {
-		return // the history is still loading
+		return
 	}
-	for i := range p.samples {
-		ch <- &p.samples[i]
+	ch <- prometheus.MustNewConstMetric(exposedDesc, prometheus.GaugeValue, float64(p.blob.Size()), "identity")
+	ch <- prometheus.MustNewConstMetric(exposedDesc, prometheus.GaugeValue, float64(p.blob.CompressedSize()), "gzip")
+	if p.computed.IsZero() {
+		return // the history is still loading
 	}
 	ch <- prometheus.MustNewConstMetric(computedDesc, prometheus.GaugeValue, float64(p.computed.UnixNano())/1e9)
 	ch <- prometheus.MustNewConstMetric(computeDesc, prometheus.GaugeValue, p.took.Seconds())
 	ch <- prometheus.MustNewConstMetric(trackedDesc, prometheus.GaugeValue, float64(p.tracked))
 }
 
-// buildMetrics builds the gap series of figs (per period of Periods, each
-// by site id). Each family is built in the order the registry sorts it into
-// (by label values, labels by name), which makes that sort linear: at
-// thousands of sites it dominated the scrape.
-func (e *Engine) buildMetrics(figs [][]*Figures) []sample {
-	b := &builder{pairs: map[[2]string]*dto.LabelPair{}}
+// MetricsHandler serves the gap endpoint: Options.Extra's series and the gap
+// figures of the last refresh, as written then (before the history is
+// loaded, Extra's alone).
+func (e *Engine) MetricsHandler() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		p := e.published.Load()
+		if p == nil {
+			w.Header().Set("Content-Type", exposition.ContentType)
+			return
+		}
+		p.blob.ServeHTTP(w, r)
+	})
+}
+
+// writeFigures writes the gap series of figs (per period of Periods, each
+// by site id), in the order a registry would sort them.
+func (e *Engine) writeFigures(w *exposition.Writer, figs [][]*Figures) {
 	periods := sortedIndexes(len(Periods), func(i int) string { return Periods[i].Name })
 	rules := sortedIndexes(len(e.opts.Rules), func(i int) string { return e.opts.Rules[i].Name })
 	windows := sortedIndexes(int(numWindows), func(i int) string { return windowNames[i] })
@@ -81,9 +102,9 @@ func (e *Engine) buildMetrics(figs [][]*Figures) []sample {
 	for _, p := range periods {
 		for _, r := range rules {
 			for _, f := range figs[p] {
-				for _, w := range windows {
-					if c, ok := f.Windows[w].Compliance(r); ok {
-						b.add(complianceDesc, c, "period", Periods[p].Name, "profile", e.opts.Rules[r].Name, "site", f.Site.ID, "window", windowNames[w])
+				for _, wi := range windows {
+					if c, ok := f.Windows[wi].Compliance(r); ok {
+						w.Sample(famCompliance, c, f.Site.ID, e.opts.Rules[r].Name, windowNames[wi], Periods[p].Name)
 					}
 				}
 			}
@@ -92,20 +113,20 @@ func (e *Engine) buildMetrics(figs [][]*Figures) []sample {
 	// hubmon_gap_speedtests{period, site, window}
 	for _, p := range periods {
 		for _, f := range figs[p] {
-			for _, w := range windows {
-				if s := f.Windows[w]; s != nil {
-					b.add(testsDesc, float64(s.Tests), "period", Periods[p].Name, "site", f.Site.ID, "window", windowNames[w])
+			for _, wi := range windows {
+				if s := f.Windows[wi]; s != nil {
+					w.Sample(famTests, float64(s.Tests), f.Site.ID, windowNames[wi], Periods[p].Name)
 				}
 			}
 		}
 	}
 	// hubmon_gap_{download,upload}_bytes_per_second{period, site, statistic, window}
 	for _, dir := range []struct {
-		d        *prometheus.Desc
+		fam      *exposition.Family
 		med, p10 func(s *Stats) float64
 	}{
-		{downDesc, func(s *Stats) float64 { return s.DownloadMedian }, func(s *Stats) float64 { return s.DownloadP10 }},
-		{upDesc, func(s *Stats) float64 { return s.UploadMedian }, func(s *Stats) float64 { return s.UploadP10 }},
+		{famDown, func(s *Stats) float64 { return s.DownloadMedian }, func(s *Stats) float64 { return s.DownloadP10 }},
+		{famUp, func(s *Stats) float64 { return s.UploadMedian }, func(s *Stats) float64 { return s.UploadP10 }},
 	} {
 		for _, p := range periods {
 			for _, f := range figs[p] {
@@ -113,10 +134,10 @@ func (e *Engine) buildMetrics(figs [][]*Figures) []sample {
 					name string
 					get  func(s *Stats) float64
 				}{{"median", dir.med}, {"p10", dir.p10}} {
-					for _, w := range windows {
-						if s := f.Windows[w]; s != nil {
+					for _, wi := range windows {
+						if s := f.Windows[wi]; s != nil {
 							if v := stat.get(s); !math.IsNaN(v) {
-								b.add(dir.d, v/8, "period", Periods[p].Name, "site", f.Site.ID, "statistic", stat.name, "window", windowNames[w])
+								w.Sample(dir.fam, v/8, f.Site.ID, windowNames[wi], Periods[p].Name, stat.name)
 							}
 						}
 					}
@@ -128,14 +149,14 @@ func (e *Engine) buildMetrics(figs [][]*Figures) []sample {
 	for _, p := range periods {
 		for _, f := range figs[p] {
 			if !math.IsNaN(f.Availability) {
-				b.add(availabilityDesc, f.Availability, "period", Periods[p].Name, "site", f.Site.ID)
+				w.Sample(famAvailability, f.Availability, f.Site.ID, Periods[p].Name)
 			}
 		}
 	}
 	for _, p := range periods {
 		for _, f := range figs[p] {
 			if !math.IsNaN(f.OutageSeconds) {
-				b.add(outageDesc, f.OutageSeconds, "period", Periods[p].Name, "site", f.Site.ID)
+				w.Sample(famOutage, f.OutageSeconds, f.Site.ID, Periods[p].Name)
 			}
 		}
 	}
@@ -148,7 +169,7 @@ func (e *Engine) buildMetrics(figs [][]*Figures) []sample {
 					v = f.ContractUpload
 				}
 				if !math.IsNaN(v) {
-					b.add(contractDesc, v, "direction", dir, "period", Periods[p].Name, "site", f.Site.ID)
+					w.Sample(famContract, v, f.Site.ID, dir, Periods[p].Name)
 				}
 			}
 		}
@@ -158,61 +179,18 @@ func (e *Engine) buildMetrics(figs [][]*Figures) []sample {
 		for _, r := range rules {
 			for _, f := range figs[p] {
 				if below, ok := f.Below(r, e.opts.BelowRatio); ok {
-					v := 0.0
-					if below {
-						v = 1
-					}
-					b.add(belowDesc, v, "period", Periods[p].Name, "profile", e.opts.Rules[r].Name, "site", f.Site.ID)
+					w.Sample(famBelow, b2f(below), f.Site.ID, e.opts.Rules[r].Name, Periods[p].Name)
 				}
 			}
 		}
 	}
-	return b.samples
 }
 
-// sample is one gap series. Its label pairs are shared with the other
-// series (a site's pair is made once for all its series), so the figures of
-// thousands of sites stay small in memory: about 72 bytes a series, against
-// about 550 for a const metric. It implements prometheus.Metric.
-type sample struct {
-	desc   *prometheus.Desc
-	value  float64
-	labels []*dto.LabelPair // sorted by name, shared: never changed
-}
-
-func (s *sample) Desc() *prometheus.Desc { return s.desc }
-
-func (s *sample) Write(out *dto.Metric) error {
-	out.Label = s.labels
-	out.Gauge = &dto.Gauge{Value: &s.value}
-	return nil
-}
-
-// builder makes samples, sharing label pairs and allocating label slices in
-// chunks.
-type builder struct {
-	pairs   map[[2]string]*dto.LabelPair
-	chunk   []*dto.LabelPair
-	samples []sample
-}
-
-// add adds a sample; kv are label names and values, the names in order.
-func (b *builder) add(d *prometheus.Desc, v float64, kv ...string) {
-	n := len(kv) / 2
-	if cap(b.chunk)-len(b.chunk) < n {
-		b.chunk = make([]*dto.LabelPair, 0, 1<<14)
+func b2f(b bool) float64 {
+	if b {
+		return 1
 	}
-	start := len(b.chunk)
-	for i := 0; i < len(kv); i += 2 {
-		k := [2]string{kv[i], kv[i+1]}
-		lp := b.pairs[k]
-		if lp == nil {
-			lp = &dto.LabelPair{Name: &k[0], Value: &k[1]}
-			b.pairs[k] = lp
-		}
-		b.chunk = append(b.chunk, lp)
-	}
-	b.samples = append(b.samples, sample{desc: d, value: v, labels: b.chunk[start:len(b.chunk):len(b.chunk)]})
+	return 0
 }
 
 // sortedIndexes returns 0..n-1 ordered by name(i).

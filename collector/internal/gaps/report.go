@@ -285,7 +285,8 @@ var page = template.Must(template.New("report").Funcs(template.FuncMap{
 body{font-family:system-ui,sans-serif;color:#111;background:#fff;margin:1rem;line-height:1.4}
 table{border-collapse:collapse;font-size:.9rem}
 th,td{border:1px solid #767676;padding:.25rem .5rem;text-align:left;vertical-align:top}
-td.n{text-align:right;font-variant-numeric:tabular-nums}
+td.n{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
+.scroll{overflow-x:auto}
 thead th{background:#eee}
 .below{color:#8b0000;font-weight:bold}
 caption{text-align:left;font-weight:bold;margin-bottom:.5rem}
@@ -296,8 +297,9 @@ caption{text-align:left;font-weight:bold;margin-bottom:.5rem}
 A hub is <strong>below</strong> a profile when fewer than {{pct .BelowRatio}} of its speed tests met it.
 Speeds in Mbit/s.</p>
 <p>Also as <a href="report.csv">CSV</a> and <a href="report.json">JSON</a>.</p>
+<div class="scroll" role="region" aria-labelledby="report-caption" tabindex="0">
 <table>
-<caption>{{len .Rows}} hubs</caption>
+<caption id="report-caption">{{len .Rows}} hubs</caption>
 <thead><tr>
 <th scope="col">Hub</th><th scope="col">Council</th><th scope="col">Type</th><th scope="col">Access</th>
 <th scope="col">Contract down / up</th><th scope="col">Tests</th>
@@ -315,6 +317,7 @@ Speeds in Mbit/s.</p>
 </tr>
 {{end}}</tbody>
 </table>
+</div>
 <p><small>Generated {{date .GeneratedAt}} by hubmon.</small></p>
 </main></body></html>
 `))

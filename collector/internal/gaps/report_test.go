@@ -2,6 +2,8 @@ package gaps
 
 import (
 	"bytes"
+	"compress/gzip"
+	"context"
 	"encoding/csv"
 	"flag"
 	"io"
@@ -15,6 +17,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/common/expfmt"
+
+	"github.com/hubmon/hubmon/collector/internal/exposition"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files in testdata")
@@ -103,7 +107,7 @@ func TestHandler(t *testing.T) {
 	}{
 		{"/report.csv", 200, "leeds-1,Leeds One"},
 		{"/report.json", 200, `"id": "ny-1"`},
-		{"/report.html", 200, "<caption>3 hubs</caption>"},
+		{"/report.html", 200, "<caption id=\"report-caption\">3 hubs</caption>"},
 		{"/report.csv?since=7d", 200, "leeds-1,Leeds One"},
 		{"/report.json?since=36h", 200, `"hubs"`},
 		{"/report.csv?since=abc", 400, `since: want a duration like 30d, 7d or 12h (got "abc")`},
@@ -151,21 +155,28 @@ func TestParseSince(t *testing.T) {
 	}
 }
 
-// exposition gathers c into the text format.
-func exposition(tb testing.TB, c prometheus.Collector, timings bool) []byte {
+// gapText returns what the gap endpoint serves (uncompressed), and with
+// timings the engine's own figures (from its registry) too.
+func gapText(tb testing.TB, e *Engine, timings bool) []byte {
 	tb.Helper()
+	rec := httptest.NewRecorder()
+	e.MetricsHandler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics/gaps", nil))
+	if rec.Code != 200 {
+		tb.Fatalf("gap endpoint: %d", rec.Code)
+	}
+	text := rec.Body.Bytes()
+	if !timings {
+		return text
+	}
 	reg := prometheus.NewPedanticRegistry()
-	reg.MustRegister(c)
+	reg.MustRegister(e)
 	mfs, err := reg.Gather()
 	if err != nil {
 		tb.Fatal(err)
 	}
-	var buf bytes.Buffer
-	enc := expfmt.NewEncoder(&buf, expfmt.NewFormat(expfmt.TypeTextPlain))
+	buf := bytes.NewBuffer(text)
+	enc := expfmt.NewEncoder(buf, expfmt.NewFormat(expfmt.TypeTextPlain))
 	for _, mf := range mfs {
-		if !timings && strings.HasPrefix(mf.GetName(), "hubmon_collector_gaps_") {
-			continue // timings
-		}
 		if err := enc.Encode(mf); err != nil {
 			tb.Fatal(err)
 		}
@@ -177,7 +188,7 @@ func exposition(tb testing.TB, c prometheus.Collector, timings bool) []byte {
 // golden file and runs promtool over it.
 func TestMetricsGolden(t *testing.T) {
 	e := loadFixture(t, false)
-	text := exposition(t, e, false)
+	text := gapText(t, e, false)
 	golden(t, "metrics.prom", text)
 	for _, want := range []string{
 		`hubmon_gap_compliance_ratio{period="7d",profile="uso",site="leeds-1",window="opening_hours"} 0.5`,
@@ -211,8 +222,54 @@ func TestMetricsGolden(t *testing.T) {
 		t.Fatal("promtool not found: install Debian's prometheus package (.ci/run does)")
 	}
 	cmd := exec.Command(promtool, "check", "metrics")
-	cmd.Stdin = bytes.NewReader(exposition(t, e, true))
+	cmd.Stdin = bytes.NewReader(gapText(t, e, true))
 	if out, err := cmd.CombinedOutput(); err != nil || len(bytes.TrimSpace(out)) > 0 {
 		t.Fatalf("promtool check metrics: %v\n%s", err, out)
 	}
+}
+
+// TestGapEndpoint: Extra's series come first, before the history is
+// loaded (alone) and at each refresh (with the gap figures); the endpoint
+// serves gzip as kept and plain text alike.
+func TestGapEndpoint(t *testing.T) {
+	h := fixture(t)
+	e := newEngine(t, h.st, mustSites(t, sitesYAML), false, now)
+	fam := exposition.NewFamily("hubmon_test_extra", "Extra.", exposition.Gauge, "site")
+	e.opts.Extra = func(w *exposition.Writer) { w.Sample(fam, 1, "leeds-1") }
+	e.opts.Interval = time.Hour
+	if body := gapText(t, e, false); len(body) != 0 {
+		t.Fatalf("before Run: %q", body)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	e.publishExtra() // what Run does first
+	if got, want := string(gapText(t, e, false)), "# HELP hubmon_test_extra Extra.\n# TYPE hubmon_test_extra gauge\nhubmon_test_extra{site=\"leeds-1\"} 1\n"; got != want {
+		t.Fatalf("before the history is loaded:\n%s", got)
+	}
+	done := make(chan struct{})
+	go func() { e.Run(ctx); close(done) }()
+	deadline := time.Now().Add(10 * time.Second)
+	for e.published.Load().computed.IsZero() {
+		if time.Now().After(deadline) {
+			t.Fatal("no figures published")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	text := gapText(t, e, false)
+	if !bytes.HasPrefix(text, []byte("# HELP hubmon_test_extra")) || !bytes.Contains(text, []byte(`hubmon_gap_below_profile{period="7d",profile="uso",site="leeds-1"} 1`)) {
+		t.Errorf("after a refresh:\n%s", text)
+	}
+	rec := httptest.NewRecorder()
+	req := httptest.NewRequest("GET", "/metrics/gaps", nil)
+	req.Header.Set("Accept-Encoding", "gzip")
+	e.MetricsHandler().ServeHTTP(rec, req)
+	zr, err := gzip.NewReader(rec.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if unzipped, err := io.ReadAll(zr); err != nil || !bytes.Equal(unzipped, text) || rec.Header().Get("Content-Encoding") != "gzip" {
+		t.Errorf("gzip: %v, %d bytes, %v", err, len(unzipped), rec.Header())
+	}
+	cancel()
+	<-done
 }

@@ -89,6 +89,8 @@ type Ingester struct {
 	publish    Publisher
 	logMu      sync.Mutex
 	logged     map[string]time.Time // reason -> last logged, to keep a flood out of the log
+	commitMu   sync.Mutex
+	commitErr  error // the last commit's error; nil once one succeeds
 }
 
 // New creates an Ingester and starts its batcher. Call SetPublisher before
@@ -333,6 +335,9 @@ func (in *Ingester) commit(batch []*request) {
 	outcomes, err := in.opts.Store.Commit(context.Background(), items)
 	in.opts.Health.CommitSeconds.Observe(time.Since(start).Seconds())
 	in.opts.Health.BatchSize.Observe(float64(len(batch)))
+	in.commitMu.Lock()
+	in.commitErr = err
+	in.commitMu.Unlock()
 	if err != nil {
 		in.log.Error("commit to history failed; messages will be re-sent", "messages", len(batch), "err", err)
 		for _, r := range batch {
@@ -351,6 +356,9 @@ func (in *Ingester) commit(batch []*request) {
 		case it.Measurement != nil:
 			m := it.Measurement
 			if o == store.Stored {
+				if m.ClockUnsynced {
+					in.opts.Health.ClockUnsynced.Inc()
+				}
 				in.opts.Fleet.Observe(m)
 				in.opts.Fleet.Count(m)
 				in.opts.Health.IngestDelay.Observe(now.Sub(m.MeasuredAt).Seconds())
@@ -451,6 +459,19 @@ func (in *Ingester) sendAck(site string, a *wire.Ack) {
 		return
 	}
 	in.opts.Health.Acks.WithLabelValues("ok").Inc()
+}
+
+// Ready returns why the last commit to the history failed, or nil if it
+// succeeded (or none was tried yet): while commits fail, nothing is
+// acknowledged and agents keep their measurements, and the collector should
+// say it is not ready (/-/ready) so that someone looks.
+func (in *Ingester) Ready() error {
+	in.commitMu.Lock()
+	defer in.commitMu.Unlock()
+	if in.commitErr != nil {
+		return fmt.Errorf("the last commit to the history failed: %w", in.commitErr)
+	}
+	return nil
 }
 
 // Close stops accepting messages, commits those already submitted, publishes

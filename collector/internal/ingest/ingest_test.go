@@ -169,10 +169,16 @@ func TestHandleRejects(t *testing.T) {
 
 func TestHandleStoreFailureIsAnError(t *testing.T) {
 	f := setup(t)
+	if err := f.in.Ready(); err != nil {
+		t.Fatalf("Ready before any commit: %v", err)
+	}
 	f.st.Close() // the database is gone
 	err := f.in.Handle(context.Background(), site, wire.TopicMeasurement, golden(t))
 	if err == nil {
 		t.Fatal("Handle returned nil although nothing was stored: the broker would ack a lost message")
+	}
+	if err := f.in.Ready(); err == nil || !strings.Contains(err.Error(), "commit to the history failed") {
+		t.Errorf("Ready after a failed commit = %v, want the commit's error", err)
 	}
 	if got := testutil.ToFloat64(f.health.Messages.WithLabelValues("measurement", "store_error")); got != 1 {
 		t.Errorf("store_error = %v", got)

@@ -1,132 +1,364 @@
 // Package metrics exposes what the collector knows to Prometheus.
 //
-// Fleet holds the latest figures of every site in memory and emits them as
-// const metrics at scrape time (the node_exporter pattern), so a series exists
-// only while there is something true to say: a failed test never shows as a
-// zero speed, and every value comes with the time it was measured so
-// dashboards show its age instead of a frozen gauge that looks live.
-// Health holds the collector's own counters. Both register on a registry the
-// caller owns; nothing here touches prometheus.DefaultRegisterer.
+// Fleet holds the latest figures of every site in memory and writes them at
+// scrape time (WriteSeries), so a series exists only while there is
+// something true to say: a failed test never shows as a zero speed, and every
+// value comes with the time it was measured so dashboards show its age
+// instead of a frozen gauge that looks live. At fleet scale (20,000 sites,
+// over a million series) the series are written straight to the text format
+// (package exposition) rather than through a prometheus.Registry, from a
+// snapshot: a scrape never blocks ingest, and ingest never waits for a slow
+// scraper. Health holds the collector's own counters, registered on a
+// registry the caller owns; nothing here touches prometheus.DefaultRegisterer.
 package metrics
 
 import (
+	"math"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-
 	"github.com/hubmon/hubmon/agent/wire"
+	"github.com/hubmon/hubmon/collector/internal/exposition"
 	"github.com/hubmon/hubmon/collector/internal/store"
 )
 
-// probeKey names a probe of a site; variant tells apart the line-quality
-// streams (udp, icmp) of one probe.
-type probeKey struct{ site, probe, variant string }
+// MaxProbesPerSite bounds the probes one site's metrics may hold: an agent
+// publishing under ever new probe names cannot grow the collector's memory
+// or /metrics. The least recently measured probe gives way.
+const MaxProbesPerSite = 64
 
-// figure is a value and when it was measured.
+// Fleet is the latest state of every site. It is safe for concurrent use.
+//
+// The state of a site is copied on write: a *siteState, and everything it
+// points to, never changes once stored, so a scrape reads a snapshot of
+// pointers without holding the lock. It keeps only what the series need,
+// in compact records with their label values escaped once (a site's id is
+// in each of its 64 series).
+type Fleet struct {
+	mu     sync.Mutex
+	list   []*siteState   // every site; by id when sorted
+	index  map[string]int // site id -> position in list
+	sorted bool
+	names  labeler
+}
+
+// maxInterned bounds the label values a labeler keeps.
+const maxInterned = 4096
+
+// labeler makes Labels, interning the values a fleet repeats (probe names,
+// services, resolvers, methods, versions): made once and shared, they take
+// no memory per site, and a scrape reads them from a handful of places.
+// Beyond maxInterned distinct values (a fleet has a few dozen), a value is
+// made anew each time. Safe for concurrent use.
+type labeler struct {
+	mu sync.Mutex
+	m  map[string]exposition.Label
+}
+
+// label returns s as a Label, or false if s is not valid UTF-8.
+func (l *labeler) label(s string) (exposition.Label, bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if lb, ok := l.m[s]; ok {
+		return lb, true
+	}
+	lb, ok := exposition.NewLabel(s)
+	if ok && len(l.m) < maxInterned {
+		if l.m == nil {
+			l.m = map[string]exposition.Label{}
+		}
+		l.m[s] = lb
+	}
+	return lb, ok
+}
+
+// labels returns the Labels of ss, or false if one is not valid UTF-8.
+func (l *labeler) labels(ss ...string) ([]exposition.Label, bool) {
+	out := make([]exposition.Label, len(ss))
+	for i, s := range ss {
+		var ok bool
+		if out[i], ok = l.label(s); !ok {
+			return nil, false
+		}
+	}
+	return out, true
+}
+
+// siteState is what the fleet knows of one site. Read-only once stored.
+type siteState struct {
+	id     string
+	label  exposition.Label
+	agent  *agentState   // the latest status; nil until one arrives
+	probes []*probeState // by name
+}
+
+type agentState struct {
+	store.Agent
+	info [4]exposition.Label // agent_id, version, os, arch
+}
+
+// probeState is the latest state of one probe of a site. Read-only once
+// stored.
+type probeState struct {
+	name    string
+	label   exposition.Label
+	lastRun time.Time   // the most recent run of any kind (the cap drops the least recent)
+	speed   *speedState // speed tests; nil for other kinds
+	// the most recent result of each light stream (line quality by method;
+	// DNS, HTTP and Wi-Fi have one, variant ""), whole: a DNS name or
+	// service removed from the agent's config disappears, and one probe's
+	// series are bounded by the schema's limit on results per message
+	streams []stream
+	totals  []*lineTotal // line quality, by method
+}
+
+// stream is the latest result of a light probe: one of line, dns, http,
+// wifi is set.
+type stream struct {
+	variant string
+	at      time.Time
+	line    *lineFig
+	dns     []dnsFig
+	http    []httpFig
+	wifi    *wifiFig
+}
+
+// The figures of the light kinds; NaN where not measured.
+type (
+	lineFig struct {
+		method           exposition.Label
+		sent, received   int64
+		p50, p95, jitter float64
+		outage           bool
+	}
+	dnsFig struct {
+		resolver, name exposition.Label
+		success        bool
+		seconds        float64
+	}
+	httpFig struct {
+		name    exposition.Label
+		success bool
+		status  int
+		phases  [len(httpPhases)]float64
+		cert    float64 // expiry, Unix time
+	}
+	wifiFig struct {
+		iface, ssid, band   exposition.Label
+		signal, rate, hertz float64
+	}
+)
+
+// httpPhases are the phases of an HTTP check, in the order httpFig has them.
+var httpPhases = [...]string{"dns", "connect", "tls", "first_byte", "total"}
+
+// figure is a value and when it was measured; ok is false for none.
 type figure struct {
 	v  float64
 	at time.Time
+	ok bool
 }
 
 type speedState struct {
-	lastAttempt   time.Time
-	lastSuccess   time.Time
-	success       bool
-	download      *figure
-	upload        *figure
-	latency       *figure
-	jitter        *figure
-	loadedDown    *figure
-	loadedUp      *figure
-	addedDown     *figure
-	addedUp       *figure
-	grade         string
-	gradeAt       time.Time
-	downloadBytes int64
-	uploadBytes   int64
-}
-
-// runState is the last run of any probe, for the generic probe series.
-type runState struct {
-	kind    string
-	at      time.Time
-	success bool
-}
-
-// Fleet is a prometheus.Collector of the latest state of every site. It is
-// safe for concurrent use.
-type Fleet struct {
-	mu     sync.Mutex
-	speeds map[probeKey]*speedState
-	// the most recent measurement of each light probe (line quality, DNS,
-	// HTTP, Wi-Fi), exported whole: a DNS name or service removed from the
-	// agent's config disappears, and one probe's series are bounded by the
-	// schema's limit on results per message
-	light  map[probeKey]*wire.Measurement
-	runs   map[probeKey]runState
-	totals map[probeKey]*lineTotal
-	agents map[string]store.Agent
+	lastAttempt time.Time
+	lastSuccess time.Time
+	success     bool
+	download    figure
+	upload      figure
+	latency     figure
+	loadedDown  figure
+	loadedUp    figure
+	addedDown   figure
+	addedUp     figure
+	grade       exposition.Label
+	gradeAt     time.Time
+	graded      bool
 }
 
 // NewFleet returns an empty Fleet.
 func NewFleet() *Fleet {
-	return &Fleet{speeds: map[probeKey]*speedState{}, light: map[probeKey]*wire.Measurement{},
-		runs: map[probeKey]runState{}, totals: map[probeKey]*lineTotal{}, agents: map[string]store.Agent{}}
+	return &Fleet{index: map[string]int{}, sorted: true}
 }
 
-// bytes converts a bits-per-second figure to the bytes per second that
-// Prometheus conventions (and promtool) ask for.
-func (f *figure) bytes() *figure {
-	if f == nil {
-		return nil
+// update replaces the state of site id with fn's changes to a copy of it.
+// fn must copy, not change, anything the copy shares with the old state
+// (siteState.probe does that for a probe). Called with f.mu held.
+func (f *Fleet) update(id string, fn func(s *siteState)) {
+	if i, ok := f.index[id]; ok {
+		s := *f.list[i]
+		fn(&s)
+		f.list[i] = &s
+		return
 	}
-	return &figure{f.v / 8, f.at}
+	label, ok := exposition.NewLabel(id)
+	if !ok {
+		return // not valid UTF-8 (the schema's site ids are ASCII)
+	}
+	s := siteState{id: id, label: label}
+	fn(&s)
+	f.index[id] = len(f.list)
+	f.list = append(f.list, &s)
+	f.sorted = false
 }
 
-func pick(cur *figure, v *float64, at time.Time) *figure {
-	if v == nil || (cur != nil && cur.at.After(at)) {
+// probe puts a copy of the named probe's state (a new one if there is
+// none) in a copy of s.probes and returns it, and whether it was known; nil
+// if the name is not valid UTF-8 (the schema's names are ASCII).
+func (s *siteState) probe(name string, names *labeler) (*probeState, bool) {
+	i, known := slices.BinarySearchFunc(s.probes, name, func(p *probeState, name string) int { return strings.Compare(p.name, name) })
+	var p *probeState
+	if known {
+		c := *s.probes[i]
+		p = &c
+	} else {
+		label, ok := names.label(name)
+		if !ok {
+			return nil, false
+		}
+		p = &probeState{name: name, label: label}
+	}
+	probes := make([]*probeState, len(s.probes), len(s.probes)+1)
+	copy(probes, s.probes)
+	if known {
+		probes[i] = p
+	} else {
+		probes = slices.Insert(probes, i, p)
+	}
+	s.probes = probes
+	return p, known
+}
+
+// enforceCap drops the least recently measured probes beyond
+// MaxProbesPerSite. s.probes must be s's own copy.
+func (s *siteState) enforceCap() {
+	for len(s.probes) > MaxProbesPerSite {
+		oldest := 0
+		for i, p := range s.probes {
+			if p.lastRun.Before(s.probes[oldest].lastRun) {
+				oldest = i
+			}
+		}
+		s.probes = slices.Delete(s.probes, oldest, oldest+1)
+	}
+}
+
+func pick(cur figure, v *float64, at time.Time) figure {
+	if v == nil || (cur.ok && cur.at.After(at)) {
 		return cur
 	}
-	return &figure{*v, at}
+	return figure{*v, at, true}
 }
 
 // Observe records a stored measurement. Each figure keeps the value of the
 // most recent test that measured it; older measurements arriving late (an
-// outbox draining after an outage) never replace newer ones.
+// outbox draining after an outage) never replace newer ones. The fleet
+// keeps what it needs of m, never m.
 func (f *Fleet) Observe(m *wire.Measurement) {
+	var st stream
+	if m.Kind != wire.KindSpeedtest {
+		var ok bool
+		if st, ok = newStream(m, &f.names); !ok {
+			return
+		}
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	k := probeKey{site: m.Site, probe: m.Probe}
-	r, known := f.runs[k]
-	if !known || !m.MeasuredAt.Before(r.at) {
-		f.runs[k] = runState{kind: m.Kind, at: m.MeasuredAt, success: m.Success}
-	}
-	if !known {
-		defer f.enforceCap(m.Site) // after this probe's state is in place
-	}
-	if m.Kind != wire.KindSpeedtest {
-		lk := k
-		if m.LineQuality != nil {
-			lk.variant = m.LineQuality.Method
+	f.update(m.Site, func(s *siteState) {
+		p, known := s.probe(m.Probe, &f.names)
+		if p == nil {
+			return
 		}
-		if cur := f.light[lk]; cur == nil || !m.MeasuredAt.Before(cur.MeasuredAt) {
-			f.light[lk] = m
+		if m.MeasuredAt.After(p.lastRun) {
+			p.lastRun = m.MeasuredAt
 		}
-		return
+		if m.Kind == wire.KindSpeedtest {
+			if m.Speedtest != nil {
+				p.speed = observeSpeed(p.speed, m, &f.names)
+			}
+		} else {
+			i, found := slices.BinarySearchFunc(p.streams, st.variant, func(s stream, v string) int { return strings.Compare(s.variant, v) })
+			switch {
+			case !found:
+				p.streams = slices.Insert(slices.Clone(p.streams), i, st)
+			case !st.at.Before(p.streams[i].at):
+				p.streams = slices.Clone(p.streams)
+				p.streams[i] = st
+			}
+		}
+		if !known {
+			s.enforceCap()
+		}
+	})
+}
+
+// nan returns *v, or NaN for nil.
+func nan(v *float64) float64 {
+	if v == nil {
+		return math.NaN()
 	}
-	if m.Speedtest == nil {
-		return
+	return *v
+}
+
+// newStream returns what the series need of a light measurement; false if
+// it has nothing to show. A result with a label value that is not valid
+// UTF-8 is left out (the schema's are valid).
+func newStream(m *wire.Measurement, names *labeler) (stream, bool) {
+	st := stream{at: m.MeasuredAt}
+	switch {
+	case m.LineQuality != nil:
+		l := m.LineQuality
+		ls, ok := names.labels(l.Method)
+		if !ok {
+			return st, false
+		}
+		st.variant = l.Method
+		st.line = &lineFig{method: ls[0], sent: l.Sent, received: l.Received, p50: nan(l.RTTP50Seconds), p95: nan(l.RTTP95Seconds),
+			jitter: nan(l.JitterSeconds), outage: l.OutageSince != nil}
+	case m.DNS != nil:
+		st.dns = make([]dnsFig, 0, len(m.DNS.Results))
+		for _, r := range m.DNS.Results {
+			if ls, ok := names.labels(r.Resolver, r.Name); ok {
+				st.dns = append(st.dns, dnsFig{resolver: ls[0], name: ls[1], success: r.Success, seconds: nan(r.ResolveSeconds)})
+			}
+		}
+	case m.HTTP != nil:
+		st.http = make([]httpFig, 0, len(m.HTTP.Results))
+		for _, r := range m.HTTP.Results {
+			ls, ok := names.labels(r.Name)
+			if !ok {
+				continue
+			}
+			h := httpFig{name: ls[0], success: r.Success, status: r.StatusCode, cert: math.NaN(),
+				phases: [...]float64{nan(r.DNSSeconds), nan(r.ConnectSeconds), nan(r.TLSSeconds), nan(r.FirstByteSeconds), nan(r.TotalSeconds)}}
+			if r.CertNotAfter != nil {
+				h.cert = unix(*r.CertNotAfter)
+			}
+			st.http = append(st.http, h)
+		}
+	case m.WiFi != nil:
+		w := m.WiFi
+		ls, ok := names.labels(w.Interface, w.SSID, w.Band)
+		if !ok {
+			return st, false
+		}
+		st.wifi = &wifiFig{iface: ls[0], ssid: ls[1], band: ls[2], signal: nan(w.SignalDBM), rate: nan(w.LinkBitsPerSecond) / 8, hertz: nan(w.FrequencyMHz) * 1e6}
+	default:
+		return st, false
 	}
-	s := f.speeds[k]
-	if s == nil {
-		s = &speedState{}
-		f.speeds[k] = s
+	return st, true
+}
+
+// observeSpeed returns a copy of cur (nil for none) with the speed test m.
+func observeSpeed(cur *speedState, m *wire.Measurement, names *labeler) *speedState {
+	s := &speedState{}
+	if cur != nil {
+		*s = *cur
 	}
 	at := m.MeasuredAt
 	if !at.Before(s.lastAttempt) {
 		s.lastAttempt, s.success = at, m.Success
-		s.downloadBytes, s.uploadBytes = m.Speedtest.DownloadBytes, m.Speedtest.UploadBytes
 	}
 	if m.Success && at.After(s.lastSuccess) {
 		s.lastSuccess = at
@@ -135,152 +367,57 @@ func (f *Fleet) Observe(m *wire.Measurement) {
 	s.download = pick(s.download, st.DownloadBitsPerSecond, at)
 	s.upload = pick(s.upload, st.UploadBitsPerSecond, at)
 	s.latency = pick(s.latency, st.LatencySeconds, at)
-	s.jitter = pick(s.jitter, st.JitterSeconds, at)
 	s.loadedDown = pick(s.loadedDown, st.LatencyUnderDownloadSeconds, at)
 	s.loadedUp = pick(s.loadedUp, st.LatencyUnderUploadSeconds, at)
 	s.addedDown = pick(s.addedDown, st.AddedLatencyUnderDownloadSeconds, at)
 	s.addedUp = pick(s.addedUp, st.AddedLatencyUnderUploadSeconds, at)
 	if st.BufferbloatGrade != "" && !at.Before(s.gradeAt) {
-		s.grade, s.gradeAt = st.BufferbloatGrade, at
+		if l, ok := names.label(st.BufferbloatGrade); ok {
+			s.grade, s.gradeAt, s.graded = l, at, true
+		}
 	}
+	return s
 }
 
 // ObserveAgent records the stored state of a site's agent.
 func (f *Fleet) ObserveAgent(a store.Agent) {
+	id, ok := exposition.NewLabel(a.AgentID) // one per site: not interned
+	ls, ok2 := f.names.labels(a.AgentVersion, a.OS, a.Arch)
+	if !ok || !ok2 {
+		return
+	}
+	as := &agentState{Agent: a, info: [4]exposition.Label{id, ls[0], ls[1], ls[2]}}
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	f.agents[a.Site] = a
+	f.update(a.Site, func(s *siteState) { s.agent = as })
 }
 
 // Seen records that a site sent something at t.
 func (f *Fleet) Seen(site string, t time.Time) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if a, ok := f.agents[site]; ok && t.After(a.LastSeenAt) {
+	i, ok := f.index[site]
+	if !ok || f.list[i].agent == nil || !t.After(f.list[i].agent.LastSeenAt) {
+		return
+	}
+	f.update(site, func(s *siteState) {
+		a := *s.agent
 		a.LastSeenAt = t
-		f.agents[site] = a
-	}
+		s.agent = &a
+	})
 }
 
-var (
-	labelsProbe = []string{"site", "probe"}
-	labelsSite  = []string{"site"}
-
-	descDownload = prometheus.NewDesc("hubmon_speedtest_download_bytes_per_second",
-		"Download rate of the most recent speed test that measured it, in bytes per second (Prometheus base unit; x8 for bit/s).", labelsProbe, nil)
-	descUpload = prometheus.NewDesc("hubmon_speedtest_upload_bytes_per_second",
-		"Upload rate of the most recent speed test that measured it, in bytes per second (Prometheus base unit; x8 for bit/s).", labelsProbe, nil)
-	descLatency = prometheus.NewDesc("hubmon_speedtest_latency_seconds",
-		"Idle round-trip time to the speed-test server, of the most recent test that measured it.", labelsProbe, nil)
-	descJitter = prometheus.NewDesc("hubmon_speedtest_jitter_seconds",
-		"Jitter (standard deviation of the idle RTT), of the most recent test that measured it.", labelsProbe, nil)
-	descFigureTime = prometheus.NewDesc("hubmon_speedtest_figure_timestamp_seconds",
-		"When the exported value of each figure was measured (Unix time).", []string{"site", "probe", "figure"}, nil)
-	descLoaded = prometheus.NewDesc("hubmon_speedtest_loaded_latency_seconds",
-		"Median round-trip time while the line was downloading / uploading (latency under load).", []string{"site", "probe", "direction"}, nil)
-	descAdded = prometheus.NewDesc("hubmon_speedtest_added_latency_seconds",
-		"Latency under load minus idle latency, by direction: what a video call feels while the line is busy.", []string{"site", "probe", "direction"}, nil)
-	descGrade = prometheus.NewDesc("hubmon_speedtest_bufferbloat_grade",
-		"Bufferbloat grade of the most recent test that graded it (A+ < 5 ms added latency, A < 30, B < 60, C < 200, D < 400, F); value always 1.", []string{"site", "probe", "grade"}, nil)
-	descSuccess = prometheus.NewDesc("hubmon_speedtest_success",
-		"1 if the most recent speed test succeeded, 0 if it failed.", labelsProbe, nil)
-	descLastAttempt = prometheus.NewDesc("hubmon_speedtest_last_attempt_timestamp_seconds",
-		"When the most recent speed test started (Unix time).", labelsProbe, nil)
-	descLastSuccess = prometheus.NewDesc("hubmon_speedtest_last_success_timestamp_seconds",
-		"When the most recent successful speed test started (Unix time).", labelsProbe, nil)
-	descBytes = prometheus.NewDesc("hubmon_speedtest_data_used_bytes",
-		"Data the most recent speed test moved, by direction.", []string{"site", "probe", "direction"}, nil)
-
-	descUp = prometheus.NewDesc("hubmon_agent_up",
-		"1 if the agent's MQTT session is up (its last status is online), 0 if offline.", labelsSite, nil)
-	descLastSeen = prometheus.NewDesc("hubmon_agent_last_seen_timestamp_seconds",
-		"When the collector last received anything from the site (Unix time).", labelsSite, nil)
-	descInfo = prometheus.NewDesc("hubmon_agent_info",
-		"The agent of each site: identity, version and platform.", []string{"site", "agent_id", "version", "os", "arch"}, nil)
-	descBacklog = prometheus.NewDesc("hubmon_agent_outbox_backlog_messages",
-		"Measurements waiting in the agent's outbox for the collector's acknowledgement, as last reported.", labelsSite, nil)
-	descDropped = prometheus.NewDesc("hubmon_agent_outbox_dropped_messages_total",
-		"Measurements the agent discarded because its outbox was full, as last reported.", labelsSite, nil)
-	descStart = prometheus.NewDesc("hubmon_agent_start_timestamp_seconds",
-		"When the agent process started (Unix time), from its last status.", labelsSite, nil)
-)
-
-// Describe implements prometheus.Collector.
-func (f *Fleet) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descDownload, descUpload, descLatency, descJitter, descFigureTime, descLoaded, descAdded, descGrade,
-		descSuccess, descLastAttempt, descLastSuccess, descBytes, descUp, descLastSeen, descInfo, descBacklog,
-		descDropped, descStart} {
-		ch <- d
-	}
-	for _, d := range lightDescs {
-		ch <- d
-	}
-	for _, d := range totalDescs {
-		ch <- d
-	}
-}
-
-func unix(t time.Time) float64 { return float64(t.UnixNano()) / 1e9 }
-
-// Collect implements prometheus.Collector.
-func (f *Fleet) Collect(ch chan<- prometheus.Metric) {
+// snapshot returns the state of every site, by id. The states are
+// read-only; the slice is the caller's.
+func (f *Fleet) snapshot() []*siteState {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	// Label values come from validated messages (valid UTF-8, bounded), but a
-	// scrape must never panic: a metric that cannot be built is left out.
-	emit := func(d *prometheus.Desc, t prometheus.ValueType, v float64, lv ...string) {
-		if m, err := prometheus.NewConstMetric(d, t, v, lv...); err == nil {
-			ch <- m
+	if !f.sorted {
+		slices.SortFunc(f.list, func(a, b *siteState) int { return strings.Compare(a.id, b.id) })
+		for i, s := range f.list {
+			f.index[s.id] = i
 		}
+		f.sorted = true
 	}
-	gauge := func(d *prometheus.Desc, v float64, lv ...string) { emit(d, prometheus.GaugeValue, v, lv...) }
-	for k, s := range f.speeds {
-		for _, fig := range []struct {
-			name string
-			d    *prometheus.Desc
-			f    *figure
-		}{{"download", descDownload, s.download.bytes()}, {"upload", descUpload, s.upload.bytes()}, {"latency", descLatency, s.latency}, {"jitter", descJitter, s.jitter}} {
-			if fig.f != nil {
-				gauge(fig.d, fig.f.v, k.site, k.probe)
-				gauge(descFigureTime, unix(fig.f.at), k.site, k.probe, fig.name)
-			}
-		}
-		ok := 0.0
-		if s.success {
-			ok = 1
-		}
-		gauge(descSuccess, ok, k.site, k.probe)
-		gauge(descLastAttempt, unix(s.lastAttempt), k.site, k.probe)
-		if !s.lastSuccess.IsZero() {
-			gauge(descLastSuccess, unix(s.lastSuccess), k.site, k.probe)
-		}
-		for _, fig := range []struct {
-			d         *prometheus.Desc
-			f         *figure
-			direction string
-		}{{descLoaded, s.loadedDown, "download"}, {descLoaded, s.loadedUp, "upload"}, {descAdded, s.addedDown, "download"}, {descAdded, s.addedUp, "upload"}} {
-			if fig.f != nil {
-				gauge(fig.d, fig.f.v, k.site, k.probe, fig.direction)
-			}
-		}
-		if s.grade != "" {
-			gauge(descGrade, 1, k.site, k.probe, s.grade)
-		}
-		gauge(descBytes, float64(s.downloadBytes), k.site, k.probe, "download")
-		gauge(descBytes, float64(s.uploadBytes), k.site, k.probe, "upload")
-	}
-	f.collectLight(gauge)
-	f.collectTotals(emit)
-	for site, a := range f.agents {
-		up := 0.0
-		if a.State == wire.StateOnline {
-			up = 1
-		}
-		gauge(descUp, up, site)
-		gauge(descLastSeen, unix(a.LastSeenAt), site)
-		gauge(descInfo, 1, site, a.AgentID, a.AgentVersion, a.OS, a.Arch)
-		gauge(descBacklog, float64(a.OutboxBacklog), site)
-		emit(descDropped, prometheus.CounterValue, float64(a.OutboxDroppedTotal), site)
-		gauge(descStart, unix(a.SentAt)-a.UptimeSeconds, site)
-	}
+	return slices.Clone(f.list)
 }

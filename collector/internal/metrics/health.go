@@ -22,6 +22,9 @@ type Health struct {
 	BatchSize prometheus.Histogram
 	// Acks counts acknowledgements published to agents, by result.
 	Acks *prometheus.CounterVec
+	// ClockUnsynced counts stored measurements whose agent said its clock
+	// was not synchronised (wire.Measurement.ClockUnsynced).
+	ClockUnsynced prometheus.Counter
 }
 
 // NewHealth creates the collector's own metrics and registers them on reg.
@@ -54,6 +57,10 @@ func NewHealth(reg prometheus.Registerer) *Health {
 			Name: "hubmon_collector_acks_published_total",
 			Help: "Acknowledgement messages published to agents, by result (ok, error).",
 		}, []string{"result"}),
+		ClockUnsynced: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "hubmon_collector_clock_unsynced_measurements_total",
+			Help: "Measurements stored whose agent said its clock was not synchronised, or was stepped, when it measured: their time may be wrong.",
+		}),
 	}
 	// pre-create the series dashboards and alerts rely on, so they read 0, not absent
 	for _, k := range []string{"measurement", "status"} {
@@ -64,7 +71,7 @@ func NewHealth(reg prometheus.Registerer) *Health {
 	h.Messages.WithLabelValues("status", "stale")
 	h.Acks.WithLabelValues("ok")
 	h.Acks.WithLabelValues("error")
-	reg.MustRegister(h.Messages, h.Rejected, h.IngestDelay, h.CommitSeconds, h.BatchSize, h.Acks)
+	reg.MustRegister(h.Messages, h.Rejected, h.IngestDelay, h.CommitSeconds, h.BatchSize, h.Acks, h.ClockUnsynced)
 	return h
 }
 

@@ -5,16 +5,18 @@ import (
 	"encoding/json"
 	"os"
 	"os/exec"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
 
 	"github.com/hubmon/hubmon/agent/wire"
+	"github.com/hubmon/hubmon/collector/internal/exposition"
 	"github.com/hubmon/hubmon/collector/internal/store"
 )
 
@@ -48,11 +50,8 @@ hubmon_speedtest_success{probe="local",site="leeds-1"} 0
 # TYPE hubmon_speedtest_last_success_timestamp_seconds gauge
 hubmon_speedtest_last_success_timestamp_seconds{probe="local",site="leeds-1"} 1.7956944e+09
 `
-	if err := testutil.CollectAndCompare(f, strings.NewReader(want),
-		"hubmon_speedtest_download_bytes_per_second", "hubmon_speedtest_upload_bytes_per_second",
-		"hubmon_speedtest_success", "hubmon_speedtest_last_success_timestamp_seconds"); err != nil {
-		t.Fatal(err)
-	}
+	compareSeries(t, f, want, "hubmon_speedtest_download_bytes_per_second", "hubmon_speedtest_upload_bytes_per_second",
+		"hubmon_speedtest_success", "hubmon_speedtest_last_success_timestamp_seconds")
 }
 
 // TestPromtoolCheckMetrics runs the real promtool over a full exposition.
@@ -74,9 +73,9 @@ func TestPromtoolCheckMetrics(t *testing.T) {
 			t.Fatal(err)
 		}
 		f.Observe(&m)
+		f.Count(&m)
 	}
-	f.ObserveAgent(store.Agent{Status: wire.Status{Site: "leeds-1", AgentID: "AGENT0001", State: "online", AgentVersion: "0.1.0", OS: "linux", Arch: "arm64", SentAt: t0, UptimeSeconds: 60}, LastSeenAt: t0})
-	reg.MustRegister(f)
+	f.ObserveAgent(store.Agent{Status: wire.Status{Site: "leeds-1", AgentID: "AGENT0001", State: "online", AgentVersion: "0.1.0", OS: "linux", Arch: "arm64", SentAt: t0, UptimeSeconds: 60, DataBudgetBytes: 1 << 30}, LastSeenAt: t0})
 	h := NewHealth(reg)
 	h.Rejected.WithLabelValues("future").Inc()
 	RegisterBuildInfo(reg, "0.1.0", "abc")
@@ -91,6 +90,7 @@ func TestPromtoolCheckMetrics(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	buf.Write(series(t, f))
 	cmd := exec.Command(promtool, "check", "metrics")
 	cmd.Stdin = &buf
 	text := buf.String()
@@ -100,11 +100,12 @@ func TestPromtoolCheckMetrics(t *testing.T) {
 	}
 	for _, want := range []string{
 		`hubmon_linequality_loss_ratio{method="udp",probe="line",site="leeds-central-library"} 0.08333333333333333`,
-		`hubmon_linequality_last_outage_duration_seconds{cause="wan",method="udp",probe="line",site="leeds-central-library"} 14.5`,
+		`hubmon_linequality_outage_seconds_total{cause="wan",method="udp",probe="line",site="leeds-central-library"} 14.5`,
 		`hubmon_dns_success{name="www.nhs.uk",probe="dns",resolver="192.0.2.53:53",site="leeds-central-library"} 0`,
 		`hubmon_http_phase_seconds{phase="tls",probe="services",service="gov-uk",site="leeds-central-library"} 0.041`,
 		`hubmon_wifi_frequency_hertz{probe="wifi",site="leeds-central-library"} 5.18e+09`,
-		`hubmon_probe_success{kind="dns",probe="dns",site="leeds-central-library"} 0`,
+		`hubmon_agent_data_budget_bytes{site="leeds-1"} 1.073741824e+09`,
+		`hubmon_linequality_probes_sent_total{method="udp",probe="line",site="leeds-central-library"} 36`,
 	} {
 		if !strings.Contains(text, want) {
 			t.Errorf("exposition lacks %s", want)
@@ -141,9 +142,7 @@ hubmon_linequality_outage_seconds_total{cause="wan",method="udp",probe="line",si
 # TYPE hubmon_linequality_probes_lost_total counter
 hubmon_linequality_probes_lost_total{method="udp",probe="line",site="leeds-1"} 80
 `
-	if err := testutil.CollectAndCompare(f, strings.NewReader(want), "hubmon_linequality_outage_seconds_total", "hubmon_linequality_probes_lost_total"); err != nil {
-		t.Fatal(err)
-	}
+	compareSeries(t, f, want, "hubmon_linequality_outage_seconds_total", "hubmon_linequality_probes_lost_total")
 }
 
 func TestProbesPerSiteBounded(t *testing.T) {
@@ -153,11 +152,99 @@ func TestProbesPerSiteBounded(t *testing.T) {
 		m.Probe = "p" + strconv.Itoa(i)
 		f.Observe(m)
 	}
-	f.mu.Lock()
-	n, light := len(f.runs), len(f.light)
-	_, newest := f.runs[probeKey{site: "leeds-1", probe: "p999"}]
-	f.mu.Unlock()
-	if n != MaxProbesPerSite || light != MaxProbesPerSite || !newest {
-		t.Fatalf("runs %d light %d (newest kept %v), want %d", n, light, newest, MaxProbesPerSite)
+	snap := f.snapshot()
+	probes := snap[0].probes
+	newest := slices.ContainsFunc(probes, func(p *probeState) bool { return p.name == "p999" })
+	if len(snap) != 1 || len(probes) != MaxProbesPerSite || !newest {
+		t.Fatalf("%d probes kept (newest kept: %v), want %d", len(probes), newest, MaxProbesPerSite)
+	}
+	if slices.ContainsFunc(probes, func(p *probeState) bool { return p.name == "p0" }) {
+		t.Fatal("the oldest probe was kept")
+	}
+}
+
+// series writes f's series to the text format, and checks that they
+// parse.
+func series(tb testing.TB, f *Fleet) []byte {
+	tb.Helper()
+	var buf bytes.Buffer
+	w := exposition.NewWriter(&buf)
+	f.WriteSeries(w)
+	if err := w.Flush(); err != nil {
+		tb.Fatal(err)
+	}
+	p := expfmt.NewTextParser(model.UTF8Validation)
+	if _, err := p.TextToMetricFamilies(bytes.NewReader(buf.Bytes())); err != nil {
+		tb.Fatalf("the series do not parse: %v\n%s", err, buf.Bytes())
+	}
+	return buf.Bytes()
+}
+
+// compareSeries compares the families names of f's series with want (text
+// format), whatever the order of their samples.
+func compareSeries(tb testing.TB, f *Fleet, want string, names ...string) {
+	tb.Helper()
+	got := map[string][]string{}
+	for _, line := range strings.Split(string(series(tb, f)), "\n") {
+		got[familyOf(line)] = append(got[familyOf(line)], line)
+	}
+	exp := map[string][]string{}
+	for _, line := range strings.Split(strings.TrimSpace(want), "\n") {
+		exp[familyOf(line)] = append(exp[familyOf(line)], line)
+	}
+	for _, name := range names {
+		g, w := got[name], exp[name]
+		slices.Sort(g)
+		slices.Sort(w)
+		if !slices.Equal(g, w) {
+			tb.Errorf("%s:\ngot\n%s\nwant\n%s", name, strings.Join(g, "\n"), strings.Join(w, "\n"))
+		}
+	}
+}
+
+// familyOf returns the family a line of the text format belongs to.
+func familyOf(line string) string {
+	if rest, ok := strings.CutPrefix(line, "# "); ok {
+		_, rest, _ = strings.Cut(rest, " ")
+		name, _, _ := strings.Cut(rest, " ")
+		return name
+	}
+	name, _, _ := strings.Cut(line, "{")
+	name, _, _ = strings.Cut(name, " ")
+	return name
+}
+
+// TestScrapeDuringIngest: a scrape reads a snapshot while measurements
+// keep arriving (run with -race).
+func TestScrapeDuringIngest(t *testing.T) {
+	f := NewFleet()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := range 2000 {
+			at := t0.Add(time.Duration(i) * time.Second)
+			m := lq(at, 40, 39, 1)
+			m.Site = "site-" + strconv.Itoa(i%50)
+			f.Observe(m)
+			f.Count(m)
+			s := speed(at, i%3 != 0, wire.Float(float64(i)*1e6), nil)
+			s.Site = m.Site
+			f.Observe(s)
+			f.ObserveAgent(store.Agent{Status: wire.Status{Site: m.Site, AgentID: "AGENT0001", State: "online"}, LastSeenAt: at})
+			f.Seen(m.Site, at.Add(time.Second))
+		}
+	}()
+	for {
+		select {
+		case <-done:
+			series(t, f)
+			if n := len(f.Sites()); n != 50 {
+				t.Fatalf("%d sites, want 50", n)
+			}
+			return
+		default:
+			series(t, f)
+			f.Sites()
+		}
 	}
 }

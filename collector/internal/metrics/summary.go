@@ -1,7 +1,6 @@
 package metrics
 
 import (
-	"sort"
 	"time"
 
 	"github.com/hubmon/hubmon/agent/wire"
@@ -29,45 +28,36 @@ type SpeedSummary struct {
 	Download, Upload, Latency *float64
 }
 
-// Sites returns a summary of every site the collector knows, sorted by id.
+// Sites returns a summary of every site the collector knows (with an agent
+// status or a speed test), sorted by id.
 func (f *Fleet) Sites() []SiteSummary {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	by := map[string]*SiteSummary{}
-	get := func(site string) *SiteSummary {
-		s := by[site]
-		if s == nil {
-			s = &SiteSummary{Site: site}
-			by[site] = s
+	var out []SiteSummary
+	for _, st := range f.snapshot() {
+		s := SiteSummary{Site: st.id}
+		if a := st.agent; a != nil {
+			s.StatusKnown, s.Online, s.LastSeen, s.AgentVersion = true, a.State == wire.StateOnline, a.LastSeenAt, a.AgentVersion
 		}
-		return s
+		for _, p := range st.probes {
+			sp := p.speed
+			if sp == nil || (s.Speed != nil && !sp.lastAttempt.After(s.Speed.At)) {
+				continue
+			}
+			sum := &SpeedSummary{Probe: p.name, At: sp.lastAttempt, Success: sp.success}
+			// the figures of that very test, when it measured them
+			if sp.download.ok && sp.download.at.Equal(sp.lastAttempt) {
+				sum.Download = &sp.download.v
+			}
+			if sp.upload.ok && sp.upload.at.Equal(sp.lastAttempt) {
+				sum.Upload = &sp.upload.v
+			}
+			if sp.latency.ok && sp.latency.at.Equal(sp.lastAttempt) {
+				sum.Latency = &sp.latency.v
+			}
+			s.Speed = sum
+		}
+		if s.StatusKnown || s.Speed != nil {
+			out = append(out, s)
+		}
 	}
-	for site, a := range f.agents {
-		s := get(site)
-		s.StatusKnown, s.Online, s.LastSeen, s.AgentVersion = true, a.State == wire.StateOnline, a.LastSeenAt, a.AgentVersion
-	}
-	for k, st := range f.speeds {
-		s := get(k.site)
-		if s.Speed != nil && !st.lastAttempt.After(s.Speed.At) {
-			continue
-		}
-		sp := &SpeedSummary{Probe: k.probe, At: st.lastAttempt, Success: st.success}
-		// the figures of that very test, when it measured them
-		if st.download != nil && st.download.at.Equal(st.lastAttempt) {
-			sp.Download = &st.download.v
-		}
-		if st.upload != nil && st.upload.at.Equal(st.lastAttempt) {
-			sp.Upload = &st.upload.v
-		}
-		if st.latency != nil && st.latency.at.Equal(st.lastAttempt) {
-			sp.Latency = &st.latency.v
-		}
-		s.Speed = sp
-	}
-	out := make([]SiteSummary, 0, len(by))
-	for _, s := range by {
-		out = append(out, *s)
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Site < out[j].Site })
 	return out
 }

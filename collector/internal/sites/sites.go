@@ -15,9 +15,8 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-
 	"github.com/hubmon/hubmon/collector/internal/config"
+	"github.com/hubmon/hubmon/collector/internal/exposition"
 )
 
 // Options configure a Registry.
@@ -48,7 +47,7 @@ type Registry struct {
 type snapshot struct {
 	list   []config.Site // by id
 	byID   map[string]*config.Site
-	static []prometheus.Metric // the series that change only with the file
+	labels []exposition.Label // of list's ids, for the series
 }
 
 // New loads the sites file. A broken file is an error: the collector must
@@ -78,11 +77,11 @@ func Static(list []config.Site, autoRegister bool, now func() time.Time) *Regist
 func newSnapshot(list []config.Site) *snapshot {
 	list = slices.Clone(list)
 	slices.SortFunc(list, func(a, b config.Site) int { return cmp.Compare(a.ID, b.ID) })
-	s := &snapshot{list: list, byID: make(map[string]*config.Site, len(list))}
+	s := &snapshot{list: list, byID: make(map[string]*config.Site, len(list)), labels: make([]exposition.Label, len(list))}
 	for i := range s.list {
 		s.byID[s.list[i].ID] = &s.list[i]
+		s.labels[i], _ = exposition.NewLabel(s.list[i].ID) // ids are ASCII (config checks them)
 	}
-	s.static = staticMetrics(s.list)
 	return s
 }
 

@@ -14,6 +14,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"time"
 
 	_ "github.com/mattn/go-sqlite3" // the SQLite driver
@@ -83,6 +84,9 @@ func Open(path string) (*Store, error) {
 			return nil, fmt.Errorf("open store %q: %w", path, err)
 		}
 	}
+	if err := checkWritable(path); err != nil {
+		return nil, fmt.Errorf("open store %q: %w", path, err)
+	}
 	w, err := sql.Open("sqlite3", dsn(path, false))
 	if err != nil {
 		return nil, fmt.Errorf("open store %q: %w", path, err)
@@ -117,6 +121,28 @@ func checkHeader(path string) error {
 	if string(hdr[:n]) != "SQLite format 3\x00" {
 		return errors.New("not an SQLite database")
 	}
+	return nil
+}
+
+// checkWritable says plainly when the file or its directory cannot be
+// written (a read-only mount, permissions): SQLite's own words for it are
+// "unable to open database file: no such file or directory" (it cannot make
+// its -wal and -shm files next to the database).
+func checkWritable(path string) error {
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	switch {
+	case err == nil:
+		f.Close()
+	case !errors.Is(err, os.ErrNotExist):
+		return fmt.Errorf("cannot write the file: %w", err)
+	}
+	dir := filepath.Dir(path)
+	f, err = os.CreateTemp(dir, ".hubmon-write-check-*")
+	if err != nil {
+		return fmt.Errorf("cannot create files in its directory (SQLite keeps its -wal and -shm files there): %w", err)
+	}
+	f.Close()
+	os.Remove(f.Name())
 	return nil
 }
 
