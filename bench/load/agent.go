@@ -110,7 +110,7 @@ probes:
 			return false, err
 		}
 		body = s.Body
-		return rig.Sum(body, "hubmon_speedtest_last_attempt_timestamp_seconds", "site="+agentSite) > 0, nil
+		return rig.Sum(body, "hubmon_speedtest_last_success_timestamp_seconds", "site="+agentSite) > 0, nil
 	})
 	if err != nil {
 		return fmt.Errorf("%w\n%s", err, agent.Tail(3000))
