@@ -184,10 +184,14 @@ func marshal(v any) []byte {
 	return bytes.TrimSuffix(buf.Bytes(), []byte("\n"))
 }
 
-// round keeps 4 significant digits; NaN and Inf become nil (JSON null).
+// round keeps 4 significant digits of a fraction (a count stays whole);
+// NaN and Inf become nil (JSON null).
 func round(v float64) any {
 	if v != v || v > 1e300 || v < -1e300 {
 		return nil
+	}
+	if v == math.Trunc(v) && math.Abs(v) < 1<<53 {
+		return int64(v)
 	}
 	f, _ := strconv.ParseFloat(strconv.FormatFloat(v, 'g', 4, 64), 64)
 	return f
@@ -329,6 +333,7 @@ func (m *meter) record(name string, c cpu) {
 type counts struct {
 	stored, duplicate float64 // measurements
 	statuses          float64 // stored or stale
+	statusesRejected  float64
 	commits           float64 // history transactions
 	commitSeconds     float64
 	batched           float64 // messages in those transactions
@@ -345,12 +350,13 @@ func counters(coll *rig.Collector) (counts, error) {
 	}
 	const msgs = "hubmon_collector_messages_total"
 	return counts{
-		stored:        rig.Sum(s.Body, msgs, "kind=measurement", "result=stored"),
-		duplicate:     rig.Sum(s.Body, msgs, "kind=measurement", "result=duplicate"),
-		statuses:      rig.Sum(s.Body, msgs, "kind=status", "result=stored") + rig.Sum(s.Body, msgs, "kind=status", "result=stale"),
-		commits:       rig.Sum(s.Body, "hubmon_collector_store_commit_seconds_count"),
-		commitSeconds: rig.Sum(s.Body, "hubmon_collector_store_commit_seconds_sum"),
-		batched:       rig.Sum(s.Body, "hubmon_collector_store_batch_messages_sum"),
+		stored:           rig.Sum(s.Body, msgs, "kind=measurement", "result=stored"),
+		duplicate:        rig.Sum(s.Body, msgs, "kind=measurement", "result=duplicate"),
+		statuses:         rig.Sum(s.Body, msgs, "kind=status", "result=stored") + rig.Sum(s.Body, msgs, "kind=status", "result=stale"),
+		statusesRejected: rig.Sum(s.Body, msgs, "kind=status", "result=rejected"),
+		commits:          rig.Sum(s.Body, "hubmon_collector_store_commit_seconds_count"),
+		commitSeconds:    rig.Sum(s.Body, "hubmon_collector_store_commit_seconds_sum"),
+		batched:          rig.Sum(s.Body, "hubmon_collector_store_batch_messages_sum"),
 	}, nil
 }
 
@@ -508,15 +514,17 @@ func (b *bench) delivery(n int, sim *fleetsim.Sim, coll *rig.Collector) error {
 	}
 	extra := map[string]any{"sent": len(tracked), "stored": stored, "lost": lost, "duplicated": duplicated,
 		"unacked": unacked, "duplicate_acks": dupAcks, "rows_not_sent": stray, "statuses_sent": statuses}
+	missing := 0
 	if c, err := counters(coll); err == nil {
-		extra["redelivered_by_broker"], extra["statuses_committed"] = c.duplicate, c.statuses
+		extra["redelivered_by_broker"], extra["statuses_committed"], extra["statuses_rejected"] = c.duplicate, c.statuses, c.statusesRejected
+		missing = max(0, statuses-int(c.statuses))
 		extra["commits"], extra["mean_batch_messages"], extra["mean_commit_seconds"] = c.commits, c.batched/c.commits, c.commitSeconds/c.commits
 	} else {
 		extra["counters"] = "unavailable: " + err.Error()
 	}
 	b.check("delivery", n, extra)
-	if lost+duplicated+unacked+stray > 0 {
-		return fmt.Errorf("delivery: %d lost, %d duplicated, %d unacknowledged, %d rows not sent", lost, duplicated, unacked, stray)
+	if lost+duplicated+unacked+stray+missing > 0 {
+		return fmt.Errorf("delivery: %d lost, %d duplicated, %d unacknowledged, %d rows not sent, %d statuses not committed", lost, duplicated, unacked, stray, missing)
 	}
 	return nil
 }
