@@ -98,16 +98,6 @@ func rewrite(text string, mounts map[string]string) string {
 	return strings.NewReplacer(pairs...).Replace(text)
 }
 
-func composePort(tb testing.TB) int {
-	tb.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
-
 func TestComposeStack(t *testing.T) {
 	for _, p := range []string{"mosquitto", "promtool", "openssl"} {
 		if _, err := exec.LookPath(p); err != nil {
@@ -205,7 +195,7 @@ func TestComposeStack(t *testing.T) {
 	if err := os.MkdirAll(confDir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	plainPort, tlsPort := composePort(t), composePort(t)
+	plainPort, tlsPort := freePort(t), freePort(t)
 	hub, ok := mqMounts["/etc/mosquitto/conf.d/hubmon.conf"]
 	if !ok {
 		t.Fatal("compose.yaml: mosquitto does not mount hubmon.conf in /etc/mosquitto/conf.d")
@@ -245,7 +235,13 @@ func TestComposeStack(t *testing.T) {
 			t.Logf("mosquitto log:\n%s", b)
 		}
 	}()
-	waitListen(t, fmt.Sprintf("127.0.0.1:%d", tlsPort))
+	waitFor(t, "mosquitto's TLS listener", 10*time.Second, func() bool {
+		c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", tlsPort))
+		if err == nil {
+			c.Close()
+		}
+		return err == nil
+	})
 
 	// the collector: compose's collector.yaml, its env file, its volume
 	col := cf.Services["collector"]
@@ -262,7 +258,7 @@ func TestComposeStack(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	httpPort, echoPort := composePort(t), composePort(t)
+	httpPort, echoPort := freePort(t), freePort(t)
 	ctext := rewrite(string(colConf), colMounts)
 	ctext = strings.NewReplacer("tcp://127.0.0.1:1883", fmt.Sprintf("tcp://127.0.0.1:%d", plainPort),
 		`listen: ":9470"`, fmt.Sprintf(`listen: "127.0.0.1:%d"`, httpPort),
@@ -419,21 +415,5 @@ func TestComposeStack(t *testing.T) {
 	}
 	if js, _ := filepath.Glob(filepath.Join(dash, "*.json")); len(js) < 4 {
 		t.Errorf("compose.yaml: grafana's %s holds %d dashboards, want 4", dash, len(js))
-	}
-}
-
-func waitListen(tb testing.TB, addr string) {
-	tb.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		c, err := net.Dial("tcp", addr)
-		if err == nil {
-			c.Close()
-			return
-		}
-		if time.Now().After(deadline) {
-			tb.Fatalf("nothing listens on %s after 10 s", addr)
-		}
-		time.Sleep(100 * time.Millisecond)
 	}
 }
