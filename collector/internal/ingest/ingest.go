@@ -50,7 +50,8 @@ type Options struct {
 	Logger *slog.Logger
 	// Now is the clock; time.Now if nil.
 	Now func() time.Time
-	// MaxBatch bounds the messages per transaction (default 256).
+	// MaxBatch bounds the messages per transaction (default 1024: one
+	// fsync for up to 1024 messages while a backlog drains).
 	MaxBatch int
 	// AckDelay is how long acks for one site are gathered before they are
 	// published (default 100ms).
@@ -100,7 +101,7 @@ func New(opts Options) *Ingester {
 		opts.Now = time.Now
 	}
 	if opts.MaxBatch <= 0 {
-		opts.MaxBatch = 256
+		opts.MaxBatch = 1024
 	}
 	if opts.AckDelay <= 0 {
 		opts.AckDelay = 100 * time.Millisecond

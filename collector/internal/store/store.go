@@ -13,11 +13,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"time"
 
-	_ "github.com/mattn/go-sqlite3" // the SQLite driver
+	"github.com/mattn/go-sqlite3" // the SQLite driver
 
 	"github.com/hubmon/hubmon/agent/wire"
 )
@@ -68,10 +70,31 @@ type Store struct {
 	r    *sql.DB // readers
 }
 
+// writerDriver is the SQLite driver of the writer's connection: it lets the
+// write-ahead log grow to 64 MiB (16,384 pages) before SQLite copies it back
+// into the database. A message dirties a page of each index of its site;
+// with the default 1,000 pages a fleet's commits checkpointed every few
+// hundred messages and copied each page once for every few messages, not
+// once a checkpoint (bench: BenchmarkCommitFleet).
+const writerDriver = "sqlite3-hubmon-writer"
+
+func init() {
+	sql.Register(writerDriver, &sqlite3.SQLiteDriver{ConnectHook: func(c *sqlite3.SQLiteConn) error {
+		_, err := c.Exec("PRAGMA wal_autocheckpoint = 16384", nil)
+		return err
+	}})
+}
+
 func dsn(path string, readOnly bool) string {
 	d := "file:" + path + "?_journal_mode=WAL&_synchronous=FULL&_busy_timeout=5000&_txlock=immediate"
 	if readOnly {
 		d += "&mode=ro"
+	} else {
+		// 16 MiB of page cache for the writer (SQLite's default is 2 MiB):
+		// fewer of the index pages a fleet's messages land on are read
+		// back from the file (with the larger log: 51 -> 35 µs of CPU a
+		// message at 2,000 sites, 118 -> 71 µs at 20,000)
+		d += "&_cache_size=-16384"
 	}
 	return d
 }
@@ -87,7 +110,7 @@ func Open(path string) (*Store, error) {
 	if err := checkWritable(path); err != nil {
 		return nil, fmt.Errorf("open store %q: %w", path, err)
 	}
-	w, err := sql.Open("sqlite3", dsn(path, false))
+	w, err := sql.Open(writerDriver, dsn(path, false))
 	if err != nil {
 		return nil, fmt.Errorf("open store %q: %w", path, err)
 	}
@@ -235,6 +258,7 @@ func (s *Store) Commit(ctx context.Context, items []Item) ([]Outcome, error) {
 	defer seen.Close()
 
 	out := make([]Outcome, len(items))
+	lastSeen := map[string]int64{} // site -> latest received_at of its messages here
 	for i, it := range items {
 		recv := it.ReceivedAt.UTC().UnixNano()
 		switch {
@@ -254,9 +278,7 @@ func (s *Store) Commit(ctx context.Context, items []Item) ([]Outcome, error) {
 			if n, _ := res.RowsAffected(); n == 0 {
 				out[i] = Duplicate
 			}
-			if _, err := seen.ExecContext(ctx, recv, m.Site); err != nil {
-				return nil, fmt.Errorf("commit: last seen %s: %w", m.Site, err)
-			}
+			lastSeen[m.Site] = max(lastSeen[m.Site], recv)
 		case it.Status != nil:
 			st := it.Status
 			payload := it.Payload
@@ -270,12 +292,17 @@ func (s *Store) Commit(ctx context.Context, items []Item) ([]Outcome, error) {
 			}
 			if n, _ := res.RowsAffected(); n == 0 {
 				out[i] = Stale
-				if _, err := seen.ExecContext(ctx, recv, st.Site); err != nil {
-					return nil, fmt.Errorf("commit: last seen %s: %w", st.Site, err)
-				}
+				lastSeen[st.Site] = max(lastSeen[st.Site], recv)
 			}
 		default:
 			return nil, fmt.Errorf("commit: item %d is empty", i)
+		}
+	}
+	// once a site a transaction, not once a message: each update rewrites
+	// the agent's row (and its status payload)
+	for _, site := range slices.Sorted(maps.Keys(lastSeen)) {
+		if _, err := seen.ExecContext(ctx, lastSeen[site], site); err != nil {
+			return nil, fmt.Errorf("commit: last seen %s: %w", site, err)
 		}
 	}
 	if err := tx.Commit(); err != nil {

@@ -203,3 +203,16 @@ func TestLineTotals(t *testing.T) {
 		t.Fatalf("LineTotals = %+v", got)
 	}
 }
+
+func TestWriterSettings(t *testing.T) {
+	s := openStore(t)
+	for pragma, want := range map[string]int{"wal_autocheckpoint": 16384, "cache_size": -16384} {
+		var got int
+		if err := s.w.QueryRow("PRAGMA " + pragma).Scan(&got); err != nil {
+			t.Fatal(err)
+		}
+		if got != want {
+			t.Errorf("writer's %s = %d, want %d", pragma, got, want)
+		}
+	}
+}
