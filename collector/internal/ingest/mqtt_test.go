@@ -3,8 +3,16 @@ package ingest
 import (
 	"bytes"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
 	"errors"
 	"fmt"
+	"math/big"
 	"net"
 	"os"
 	"os/exec"
@@ -20,6 +28,13 @@ import (
 // window, and returns its URL.
 func startMosquitto(t *testing.T) string {
 	t.Helper()
+	return startMosquittoConf(t, "", "tcp")
+}
+
+// startMosquittoConf runs the broker with more listener settings (extra)
+// and returns its URL with scheme.
+func startMosquittoConf(t *testing.T, extra, scheme string) string {
+	t.Helper()
 	bin, err := exec.LookPath("mosquitto")
 	if err != nil {
 		t.Fatal("mosquitto not found: install Debian's mosquitto package (.ci/run does)")
@@ -31,7 +46,7 @@ func startMosquitto(t *testing.T) string {
 	addr := l.Addr().String()
 	l.Close()
 	_, port, _ := net.SplitHostPort(addr)
-	conf := fmt.Sprintf("listener %s 127.0.0.1\nallow_anonymous true\npersistence false\nmax_inflight_messages 1000\nmax_queued_messages 200000\n", port)
+	conf := fmt.Sprintf("listener %s 127.0.0.1\n%sallow_anonymous true\npersistence false\nmax_inflight_messages 1000\nmax_queued_messages 200000\n", port, extra)
 	if os.Geteuid() == 0 {
 		conf += "user root\n"
 	}
@@ -61,7 +76,7 @@ func startMosquitto(t *testing.T) string {
 		}
 		return err == nil
 	})
-	return "tcp://" + addr
+	return scheme + "://" + addr
 }
 
 func waitUntil(t *testing.T, what string, cond func() bool) {
@@ -242,5 +257,123 @@ func TestSubscriberAcksFlowWhileHandlerBlocks(t *testing.T) {
 		if !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
 			t.Fatalf("ack %d: no PUBACK from the broker within 5 s while the handler blocked (%v)", i, tok.Error())
 		}
+	}
+}
+
+// The messages taken from the broker and not yet handed over stay within
+// MaxQueuedBytes while the handler blocks, whatever the broker has queued
+// (Mosquitto 2.0.11 sends far beyond max_inflight_messages); then every one
+// is handed over and acknowledged.
+func TestSubscriberQueueBounded(t *testing.T) {
+	url := startMosquitto(t)
+	const total, size, limit = 400, 500, 4000
+	unblock := make(chan struct{})
+	var once sync.Once
+	var mu sync.Mutex
+	handled := 0
+	s, err := Subscribe(SubscriberOptions{URL: url, ClientID: "collector", ConnectTimeout: 5 * time.Second,
+		Topics: []string{"hubmon/v1/+/measurement"}, MaxQueuedBytes: limit,
+		Handler: func(_ context.Context, _, _ string, _ []byte, done func(error)) {
+			once.Do(func() { <-unblock })
+			mu.Lock()
+			handled++
+			mu.Unlock()
+			done(nil)
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, "the subscription", s.Connected)
+	c := mqtt.NewClient(mqtt.NewClientOptions().AddBroker(url).SetClientID("test-agents").SetAutoReconnect(false))
+	if tok := c.Connect(); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+		t.Fatalf("connect: %v", tok.Error())
+	}
+	defer c.Disconnect(250)
+	payload := bytes.Repeat([]byte("x"), size)
+	for i := range total {
+		c.Publish(fmt.Sprintf("hubmon/v1/site-%d/measurement", i%50), 1, false, payload)
+	}
+	// the broker sends while the handler blocks; the queue stops at the bound
+	waitUntil(t, "the queue to fill", func() bool { s.qmu.Lock(); defer s.qmu.Unlock(); return s.queued+size > limit })
+	time.Sleep(500 * time.Millisecond)
+	s.qmu.Lock()
+	queued, n := s.queued, len(s.queue)
+	s.qmu.Unlock()
+	if queued > limit || n > limit/size {
+		t.Errorf("while the handler blocked: %d messages (%d bytes) queued, bound %d bytes", n, queued, limit)
+	}
+	close(unblock)
+	waitUntil(t, "every message", func() bool { mu.Lock(); defer mu.Unlock(); return handled == total })
+	s.Close()
+}
+
+// The subscriber dials the broker itself (for its read buffer): over TLS it
+// checks the broker's certificate against the configured CA and the URL's
+// host, as paho's own dialer does, and takes messages through it.
+func TestSubscriberTLS(t *testing.T) {
+	dir := t.TempDir()
+	caKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	caTmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "test council CA"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		IsCA: true, KeyUsage: x509.KeyUsageCertSign, BasicConstraintsValid: true}
+	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca, _ := x509.ParseCertificate(caDER)
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	leafDER, err := x509.CreateCertificate(rand.Reader, &x509.Certificate{SerialNumber: big.NewInt(2),
+		Subject: pkix.Name{CommonName: "broker"}, NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		KeyUsage: x509.KeyUsageDigitalSignature}, ca, &key.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyDER, _ := x509.MarshalECPrivateKey(key)
+	for name, block := range map[string]*pem.Block{"ca.pem": {Type: "CERTIFICATE", Bytes: caDER},
+		"cert.pem": {Type: "CERTIFICATE", Bytes: leafDER}, "key.pem": {Type: "EC PRIVATE KEY", Bytes: keyDER}} {
+		if err := os.WriteFile(filepath.Join(dir, name), pem.EncodeToMemory(block), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	url := startMosquittoConf(t, fmt.Sprintf("cafile %[1]s/ca.pem\ncertfile %[1]s/cert.pem\nkeyfile %[1]s/key.pem\n", dir), "ssl")
+	pool := x509.NewCertPool()
+	pool.AddCert(ca)
+
+	// a CA that did not sign the broker's certificate: refused
+	otherKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	otherDER, _ := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &otherKey.PublicKey, otherKey)
+	otherCA, _ := x509.ParseCertificate(otherDER)
+	other := x509.NewCertPool()
+	other.AddCert(otherCA)
+	if _, err := Subscribe(SubscriberOptions{URL: url, ClientID: "collector-wrong-ca", ConnectTimeout: 5 * time.Second,
+		TLS: &tls.Config{RootCAs: other}, Handler: func(context.Context, string, string, []byte, func(error)) {}}); err == nil {
+		t.Fatal("connected with a CA that did not sign the broker's certificate")
+	} else {
+		t.Logf("foreign CA: %v", err)
+	}
+
+	got := make(chan string, 10)
+	s, err := Subscribe(SubscriberOptions{URL: url, ClientID: "collector", ConnectTimeout: 5 * time.Second,
+		TLS: &tls.Config{RootCAs: pool}, Topics: []string{"hubmon/v1/+/measurement"},
+		Handler: func(_ context.Context, site, _ string, _ []byte, done func(error)) { got <- site; done(nil) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	waitUntil(t, "the subscription", s.Connected)
+	c := mqtt.NewClient(mqtt.NewClientOptions().AddBroker(url).SetClientID("test-agent").SetTLSConfig(&tls.Config{RootCAs: pool}))
+	if tok := c.Connect(); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+		t.Fatalf("agent connect: %v", tok.Error())
+	}
+	defer c.Disconnect(250)
+	c.Publish("hubmon/v1/leeds-1/measurement", 1, false, []byte(`{}`))
+	select {
+	case site := <-got:
+		if site != "leeds-1" {
+			t.Errorf("site %q", site)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("no message through the TLS connection")
 	}
 }
