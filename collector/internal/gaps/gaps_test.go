@@ -488,3 +488,33 @@ func TestAddTestOnce(t *testing.T) {
 		t.Errorf("tests: %+v", h.tests)
 	}
 }
+
+// TestRowStoredDuringLoad: a speed test stored while Load runs, after the
+// last row it reads up to, is read by Load's query and by the next Update,
+// and counted once.
+func TestRowStoredDuringLoad(t *testing.T) {
+	h := newHistory(t)
+	list := mustSites(t, "sites: [{id: leeds-1, name: L, hub_type: library}]")
+	h.speedtest("leeds-1", day(0, 10, 0), 50, 10, 20, 10)
+	h.flush()
+	e := newEngine(t, h.st, list, false, now)
+	var once sync.Once
+	e.opts.Now = func() time.Time {
+		// Load asks the time after the last row id, before reading
+		once.Do(func() {
+			h.speedtest("leeds-1", day(1, 10, 0), 50, 10, 20, 10)
+			h.flush()
+		})
+		return now
+	}
+	ctx := context.Background()
+	if err := e.Load(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Update(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n := e.Compute(now, 7*24*time.Hour)[0].Windows[AllHours].Tests; n != 2 {
+		t.Errorf("tests: %d, want 2", n)
+	}
+}
