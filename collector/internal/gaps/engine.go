@@ -184,6 +184,7 @@ func (e *Engine) Load(ctx context.Context) error {
 		if h.empty() {
 			continue // nothing in the retention
 		}
+		h.clip()
 		e.mu.Lock()
 		e.sites[id] = h
 		e.mu.Unlock()

@@ -467,25 +467,36 @@ func TestAutoRegisteredSitesFade(t *testing.T) {
 	}
 }
 
-// TestAddTestOnce: a test is added once by its row; two tests of the same
-// instant (two probes) are both kept.
+// TestAddTestOnce: a test is added once by its row (the engine skips a row
+// read again: there are no row ids in the history to check); two tests of
+// the same instant (two probes) are both kept.
 func TestAddTestOnce(t *testing.T) {
-	h := newSiteHistory()
+	h := newHistory(t)
+	list := mustSites(t, "sites: [{id: leeds-1, name: L, hub_type: library}]")
 	at := day(1, 10, 0)
-	p := func(row int64, at time.Time) *store.Point {
-		return &store.Point{RowID: row, Kind: wire.KindSpeedtest, MeasuredAt: at, DownloadBitsPerSecond: 1e7, UploadBitsPerSecond: 1e6,
-			LatencySeconds: math.NaN(), AddedLatencyDownloadSeconds: math.NaN(), AddedLatencyUploadSeconds: math.NaN()}
+	h.speedtest("leeds-1", at, 10, 1, 0, 0)
+	h.flush()
+	e := newEngine(t, h.st, list, false, now)
+	ctx := context.Background()
+	if err := e.Load(ctx); err != nil {
+		t.Fatal(err)
 	}
-	for _, c := range []struct {
-		p    *store.Point
-		want bool
-	}{{p(1, at), true}, {p(2, at), true}, {p(1, at), false}, {p(3, at.Add(-time.Hour)), true}, {p(2, at), false}, {p(3, at.Add(-time.Hour)), false}} {
-		if got := h.addTest(c.p); got != c.want {
-			t.Errorf("addTest(row %d) = %v, want %v", c.p.RowID, got, c.want)
+	h.speedtest("leeds-1", at, 10, 1, 0, 0)
+	h.speedtest("leeds-1", at.Add(-time.Hour), 10, 1, 0, 0)
+	h.flush()
+	for range 2 {
+		if err := e.Update(ctx); err != nil {
+			t.Fatal(err)
 		}
+		e.mu.Lock()
+		e.lastRow = 0 // read every row again
+		e.mu.Unlock()
 	}
-	if len(h.tests) != 3 || h.tests[0].rowid != 3 {
-		t.Errorf("tests: %+v", h.tests)
+	e.mu.Lock()
+	tests := e.sites["leeds-1"].tests
+	e.mu.Unlock()
+	if len(tests) != 3 || tests[0].at != at.Add(-time.Hour).UnixNano() || tests[1].at != at.UnixNano() || tests[2].at != at.UnixNano() {
+		t.Errorf("tests: %+v", tests)
 	}
 }
 
@@ -516,5 +527,23 @@ func TestRowStoredDuringLoad(t *testing.T) {
 	}
 	if n := e.Compute(now, 7*24*time.Hour)[0].Windows[AllHours].Tests; n != 2 {
 		t.Errorf("tests: %d, want 2", n)
+	}
+}
+
+// TestLimitsAsKept: a figure exactly at a limit meets it once kept as a
+// float32 (0.15 s rounds up to 0.150000006 s, 5 % loss to 0.0500000007).
+func TestLimitsAsKept(t *testing.T) {
+	rules := config.Defaults().Thresholds.Rules()
+	video := rules[2]
+	video.MaxLossRatio = 0.05
+	var h siteHistory
+	at := day(1, 10, 0)
+	h.addTest(&store.Point{Kind: wire.KindSpeedtest, MeasuredAt: at, DownloadBitsPerSecond: video.MinDownloadBitsPerSecond,
+		UploadBitsPerSecond: video.MinUploadBitsPerSecond, LatencySeconds: video.MaxIdleRTTSeconds,
+		AddedLatencyDownloadSeconds: video.MaxAddedLatencySeconds, AddedLatencyUploadSeconds: math.NaN()})
+	h.attach(at.UnixNano(), at.UnixNano()+1, float64(1)/20, video.MaxJitterSeconds)
+	x := h.tests[0].test()
+	if !meets(&video, &x, 0) {
+		t.Errorf("a test at every limit of %s fails it: %+v", video.Name, x)
 	}
 }

@@ -18,8 +18,7 @@ const bridge = int64(5 * time.Second)
 // test is one speed test with the figures the profiles judge. Figures not
 // measured are NaN.
 type test struct {
-	rowid int64
-	at    int64 // measured_at, Unix nanoseconds
+	at int64 // measured_at, Unix nanoseconds
 	// rates in bits per second, times in seconds
 	down, up, rtt, added float64
 	// loss (a ratio) and jitter of the line-quality summary covering the
@@ -27,50 +26,94 @@ type test struct {
 	loss, jitter float64
 }
 
+// record is a speed test as the history keeps it: 32 bytes, not the 64 of
+// a test with float64 figures and its row id, for a month of tests of
+// 20,000 sites (2.4 million) is most of the collector's memory. The figures
+// are float32: a rate in bits per second keeps 24 significant bits (7
+// decimal digits, far finer than a speed test measures or the report
+// shows), and meets compares them with the limits at that precision, so
+// that a figure equal to a limit still meets it. The time stays exact: it
+// decides the window and the period a test falls in, and the summary that
+// covers it. There is no row id: the Engine adds each row once (see
+// Engine.added).
+type record struct {
+	at                                 int64
+	down, up, rtt, added, loss, jitter float32
+}
+
+// test returns r with float64 figures, for meets.
+func (r *record) test() test {
+	return test{at: r.at, down: float64(r.down), up: float64(r.up), rtt: float64(r.rtt), added: float64(r.added),
+		loss: float64(r.loss), jitter: float64(r.jitter)}
+}
+
+func isNaN32(v float32) bool { return v != v }
+
 // stream is the history of one line-quality stream (a probe and a method)
 // of a site.
 type stream struct {
-	covered spans // the times its summaries cover
-	dead    spans // summaries in which every idle probe was lost
-	outage  spans // disconnections it reported, ended or going on
+	key     string // probe "/" method
+	covered spans  // the times its summaries cover
+	dead    spans  // summaries in which every idle probe was lost
+	outage  spans  // disconnections it reported, ended or going on
 }
 
 // siteHistory is what the figures of one site are computed from: its
 // speed tests and the times its line was up or down, for the retention.
 type siteHistory struct {
-	tests    []test // by time, then as added
-	streams  map[string]*stream
+	tests []record // by time, then as added
+	// streams: one or two a site, found by a linear search (a map of one
+	// entry takes 200 bytes more)
+	streams  []stream
 	presence spans // successful measurements other than line quality
 }
 
 func newSiteHistory() *siteHistory {
-	return &siteHistory{streams: map[string]*stream{}}
+	return &siteHistory{}
 }
 
-// addTest adds a speed test, once, and reports whether it was new. A test
-// already added is found among those of its time: no set of row ids (a map
-// of a month's tests took 5 kB a site, more than the tests themselves).
+// addTest adds a speed test and reports whether it counts (it measured a
+// download rate). The caller adds each row once (see record).
 func (h *siteHistory) addTest(p *store.Point) bool {
 	if math.IsNaN(p.DownloadBitsPerSecond) {
 		return false
 	}
 	at := p.MeasuredAt.UnixNano()
 	i := sort.Search(len(h.tests), func(i int) bool { return h.tests[i].at > at })
-	for j := i - 1; j >= 0 && h.tests[j].at == at; j-- {
-		if h.tests[j].rowid == p.RowID {
-			return false
-		}
-	}
 	added := math.NaN()
 	for _, v := range []float64{p.AddedLatencyDownloadSeconds, p.AddedLatencyUploadSeconds} {
 		if !math.IsNaN(v) && (math.IsNaN(added) || v > added) {
 			added = v
 		}
 	}
-	t := test{rowid: p.RowID, at: at, down: p.DownloadBitsPerSecond, up: p.UploadBitsPerSecond,
-		rtt: p.LatencySeconds, added: added, loss: math.NaN(), jitter: math.NaN()}
-	h.tests = slices.Insert(h.tests, i, t)
+	nan := float32(math.NaN())
+	r := record{at: at, down: float32(p.DownloadBitsPerSecond), up: float32(p.UploadBitsPerSecond),
+		rtt: float32(p.LatencySeconds), added: float32(added), loss: nan, jitter: nan}
+	h.tests = insertGrow(h.tests, i, r)
 	return true
+}
+
+// insertGrow inserts v at s[i], growing s by an eighth when it is full, not
+// by the half to double of append: a site's tests grow by four a day and
+// are trimmed as much, so the slack would stay.
+func insertGrow[S ~[]E, E any](s S, i int, v E) S {
+	if len(s) == cap(s) {
+		s = slices.Grow(s, len(s)/8+4)
+		s = s[: len(s) : len(s)+len(s)/8+4]
+	}
+	return slices.Insert(s, i, v)
+}
+
+// stream returns the stream of key, added if new.
+func (h *siteHistory) stream(probe, method string) *stream {
+	for i := range h.streams {
+		st := &h.streams[i]
+		if len(st.key) == len(probe)+1+len(method) && st.key[:len(probe)] == probe && st.key[len(probe)] == '/' && st.key[len(probe)+1:] == method {
+			return st
+		}
+	}
+	h.streams = append(h.streams, stream{key: probe + "/" + method})
+	return &h.streams[len(h.streams)-1]
 }
 
 // addLine adds a line-quality summary: what it covers, whether the line was
@@ -79,12 +122,7 @@ func (h *siteHistory) addLine(p *store.Point) {
 	if !p.LineQualityPresent || math.IsNaN(p.IntervalSeconds) || p.IntervalSeconds <= 0 {
 		return
 	}
-	key := p.Probe + "/" + p.Method
-	st := h.streams[key]
-	if st == nil {
-		st = &stream{}
-		h.streams[key] = st
-	}
+	st := h.stream(p.Probe, p.Method)
 	a := p.MeasuredAt.UnixNano()
 	b := a + int64(p.IntervalSeconds*1e9)
 	st.covered.add(a, b, bridge)
@@ -104,11 +142,12 @@ func (h *siteHistory) addLine(p *store.Point) {
 
 // attach gives the tests that started in [a, b) the loss and jitter of a
 // summary, unless they have a better one.
-func (h *siteHistory) attach(a, b int64, loss, jitter float64) {
+func (h *siteHistory) attach(a, b int64, loss64, jitter64 float64) {
+	loss, jitter := float32(loss64), float32(jitter64)
 	i := sort.Search(len(h.tests), func(i int) bool { return h.tests[i].at >= a })
 	for ; i < len(h.tests) && h.tests[i].at < b; i++ {
 		t := &h.tests[i]
-		if math.IsNaN(t.loss) || loss < t.loss || loss == t.loss && jitter < t.jitter {
+		if isNaN32(t.loss) || loss < t.loss || loss == t.loss && jitter < t.jitter {
 			t.loss, t.jitter = loss, jitter
 		}
 	}
@@ -146,13 +185,23 @@ func (h *siteHistory) empty() bool {
 func (h *siteHistory) prune(t int64) {
 	i := sort.Search(len(h.tests), func(i int) bool { return h.tests[i].at >= t })
 	h.tests = slices.Delete(h.tests, 0, i)
-	for k, st := range h.streams {
+	for i := range h.streams {
+		st := &h.streams[i]
 		st.covered.prune(t)
 		st.dead.prune(t)
 		st.outage.prune(t)
-		if len(st.covered) == 0 && len(st.outage) == 0 {
-			delete(h.streams, k)
-		}
 	}
+	h.streams = slices.DeleteFunc(h.streams, func(st stream) bool { return len(st.covered) == 0 && len(st.outage) == 0 })
 	h.presence.prune(t)
+}
+
+// clip trims the slack that appending left in h's slices (after Load).
+func (h *siteHistory) clip() {
+	h.tests = slices.Clip(h.tests)
+	h.streams = slices.Clip(h.streams)
+	for i := range h.streams {
+		st := &h.streams[i]
+		st.covered, st.dead, st.outage = slices.Clip(st.covered), slices.Clip(st.dead), slices.Clip(st.outage)
+	}
+	h.presence = slices.Clip(h.presence)
 }
