@@ -98,13 +98,12 @@ func (h *siteHistory) addTest(p *store.Point) bool {
 // are trimmed as much, so the slack would stay.
 func insertGrow[S ~[]E, E any](s S, i int, v E) S {
 	if len(s) == cap(s) {
-		s = slices.Grow(s, len(s)/8+4)
-		s = s[: len(s) : len(s)+len(s)/8+4]
+		s = append(make(S, 0, len(s)+len(s)/8+4), s...)
 	}
 	return slices.Insert(s, i, v)
 }
 
-// stream returns the stream of key, added if new.
+// stream returns the stream of probe and method, added if new.
 func (h *siteHistory) stream(probe, method string) *stream {
 	for i := range h.streams {
 		st := &h.streams[i]
