@@ -37,11 +37,20 @@ const benchDays = 30
 var benchNow = time.Date(2026, 11, 30, 0, 0, 0, 0, time.UTC)
 
 // benchSites returns n sites open 09:00-17:00 on weekdays and 10:00-13:00
-// on Saturdays, with seats and a contract.
+// on Saturdays, with seats and a contract. They are parsed a thousand at a
+// time: config bounds the values one YAML file may expand to (100,000).
 func benchSites(n int) []config.Site {
+	var list []config.Site
+	for from := 0; from < n; from += 1000 {
+		list = append(list, benchSitesRange(from, min(from+1000, n))...)
+	}
+	return list
+}
+
+func benchSitesRange(from, to int) []config.Site {
 	var b bytes.Buffer
 	b.WriteString("sites:\n")
-	for i := range n {
+	for i := from; i < to; i++ {
 		fmt.Fprintf(&b, `  - id: hub-%05d
     name: Hub %d
     hub_type: library
