@@ -3,6 +3,7 @@ package gaps
 import (
 	"context"
 	"math"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -545,5 +546,46 @@ func TestLimitsAsKept(t *testing.T) {
 	x := h.tests[0].test()
 	if !meets(&video, &x, 0) {
 		t.Errorf("a test at every limit of %s fails it: %+v", video.Name, x)
+	}
+}
+
+func TestSpansCut(t *testing.T) {
+	for _, tt := range []struct {
+		a, b int64
+		want spans
+	}{
+		{0, 5, spans{{10, 20}, {30, 40}}},
+		{12, 15, spans{{10, 12}, {15, 20}, {30, 40}}},
+		{15, 35, spans{{10, 15}, {35, 40}}},
+		{5, 45, nil},
+		{20, 30, spans{{10, 20}, {30, 40}}},
+		{10, 20, spans{{30, 40}}},
+	} {
+		s := spans{{10, 20}, {30, 40}}
+		s.cut(tt.a, tt.b)
+		if len(s) != len(tt.want) || len(s) > 0 && !slices.Equal(s, tt.want) {
+			t.Errorf("cut(%d, %d) = %v, want %v", tt.a, tt.b, s, tt.want)
+		}
+	}
+	if got, ok := (spans{{10, 20}}).find(20); ok {
+		t.Errorf("find(20) = %v in [10, 20)", got)
+	}
+}
+
+// TestPresenceUnderLineQuality: presence is kept only where no stream
+// covers it, whichever comes first, and the figures are those of the whole.
+func TestPresenceUnderLineQuality(t *testing.T) {
+	var h siteHistory
+	line := func(at time.Time, d time.Duration) {
+		h.addLine(&store.Point{Kind: wire.KindLineQuality, Probe: "line", Method: "udp", MeasuredAt: at, IntervalSeconds: d.Seconds(),
+			Sent: 100, Received: 100, LineQualityPresent: true})
+	}
+	h.addPresence(day(0, 9, 50), 15*time.Minute) // [09:50, 10:05): cut to [09:50, 10:00)
+	line(day(0, 10, 0), time.Hour)
+	h.addPresence(day(0, 10, 30), 15*time.Minute) // covered
+	h.addPresence(day(0, 10, 55), 15*time.Minute) // [11:00, 11:10)
+	want := spans{{day(0, 9, 50).UnixNano(), day(0, 10, 0).UnixNano()}, {day(0, 11, 0).UnixNano(), day(0, 11, 10).UnixNano()}}
+	if !slices.Equal(h.presence, want) {
+		t.Errorf("presence %v, want %v", h.presence, want)
 	}
 }

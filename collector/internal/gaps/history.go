@@ -64,8 +64,12 @@ type siteHistory struct {
 	tests []record // by time, then as added
 	// streams: one or two a site, found by a linear search (a map of one
 	// entry takes 200 bytes more)
-	streams  []stream
-	presence spans // successful measurements other than line quality
+	streams []stream
+	// presence: successful measurements other than line quality, but for
+	// the times a stream covers, which compute takes out of it anyway (a
+	// stream's covered times only grow, and are pruned with these). With
+	// line quality, a month of speed tests and DNS probes adds nothing.
+	presence spans
 }
 
 func newSiteHistory() *siteHistory {
@@ -125,6 +129,9 @@ func (h *siteHistory) addLine(p *store.Point) {
 	a := p.MeasuredAt.UnixNano()
 	b := a + int64(p.IntervalSeconds*1e9)
 	st.covered.add(a, b, bridge)
+	if c, ok := st.covered.find(a); ok {
+		h.presence.cut(c.a, c.b) // see siteHistory.presence
+	}
 	if p.Sent > 0 && p.Received == 0 {
 		st.dead.add(a, b, 0)
 	}
@@ -155,7 +162,17 @@ func (h *siteHistory) attach(a, b int64, loss64, jitter64 float64) {
 // addPresence records a successful measurement (not line quality) at t.
 func (h *siteHistory) addPresence(t time.Time, presence time.Duration) {
 	a := t.UnixNano()
-	h.presence.add(a, a+int64(presence), 0)
+	b := a + int64(presence)
+	rest := spans{{a, b}}
+	for i := range h.streams {
+		if len(rest) == 0 {
+			return
+		}
+		rest = subtract(rest, h.streams[i].covered.clip(a, b))
+	}
+	for _, x := range rest {
+		h.presence.add(x.a, x.b, 0)
+	}
 }
 
 // add adds any measurement. It reports whether it was a new speed test
