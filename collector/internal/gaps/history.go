@@ -4,6 +4,7 @@ import (
 	"math"
 	"slices"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/hubmon/hubmon/agent/wire"
@@ -109,13 +110,13 @@ func insertGrow[S ~[]E, E any](s S, i int, v E) S {
 
 // stream returns the stream of probe and method, added if new.
 func (h *siteHistory) stream(probe, method string) *stream {
+	key := probe + "/" + method // on the stack unless kept
 	for i := range h.streams {
-		st := &h.streams[i]
-		if len(st.key) == len(probe)+1+len(method) && st.key[:len(probe)] == probe && st.key[len(probe)] == '/' && st.key[len(probe)+1:] == method {
-			return st
+		if h.streams[i].key == key {
+			return &h.streams[i]
 		}
 	}
-	h.streams = append(h.streams, stream{key: probe + "/" + method})
+	h.streams = append(h.streams, stream{key: strings.Clone(key)})
 	return &h.streams[len(h.streams)-1]
 }
 
