@@ -184,7 +184,7 @@ func (e *Engine) Load(ctx context.Context) error {
 		if h.empty() {
 			continue // nothing in the retention
 		}
-		h.clip()
+		h.trim()
 		e.mu.Lock()
 		e.sites[id] = h
 		e.mu.Unlock()

@@ -589,3 +589,13 @@ func TestPresenceUnderLineQuality(t *testing.T) {
 		t.Errorf("presence %v, want %v", h.presence, want)
 	}
 }
+
+func TestTrimmed(t *testing.T) {
+	s := make([]int, 3, 100)
+	if got := trimmed(s); cap(got) != 3 || &got[0] == &s[0] {
+		t.Errorf("trimmed: cap %d, same array %v", cap(got), &got[0] == &s[0])
+	}
+	if got := trimmed(s[:0]); got != nil {
+		t.Errorf("trimmed empty: %v (cap %d), want nil", got, cap(got))
+	}
+}

@@ -212,13 +212,26 @@ func (h *siteHistory) prune(t int64) {
 	h.presence.prune(t)
 }
 
-// clip trims the slack that appending left in h's slices (after Load).
-func (h *siteHistory) clip() {
-	h.tests = slices.Clip(h.tests)
-	h.streams = slices.Clip(h.streams)
+// trim frees the slack that appending and cutting left in h's slices (after
+// Load).
+func (h *siteHistory) trim() {
+	h.tests = trimmed(h.tests)
+	h.streams = trimmed(h.streams)
 	for i := range h.streams {
 		st := &h.streams[i]
-		st.covered, st.dead, st.outage = slices.Clip(st.covered), slices.Clip(st.dead), slices.Clip(st.outage)
+		st.covered, st.dead, st.outage = trimmed(st.covered), trimmed(st.dead), trimmed(st.outage)
 	}
-	h.presence = slices.Clip(h.presence)
+	h.presence = trimmed(h.presence)
+}
+
+// trimmed returns s in an array of its length (slices.Clip keeps the array:
+// it only hides the slack).
+func trimmed[S ~[]E, E any](s S) S {
+	switch {
+	case len(s) == 0:
+		return nil
+	case len(s) == cap(s):
+		return s
+	}
+	return append(make(S, 0, len(s)), s...)
 }
