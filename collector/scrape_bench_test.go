@@ -212,7 +212,13 @@ func loadBenchCollector(n, days int, logf func(string, ...any)) (*benchCollector
 	cfg := config.Defaults()
 	hubs, err := sites.New(sites.Options{Path: sitesFile})
 	if err != nil {
-		return nil, err
+		// config's bound on the values a YAML file may expand to (100,000)
+		// rejects a sites file of more than a few thousand hubs: say so,
+		// and load the same sites a thousand at a time
+		logf("%d sites: the sites file is rejected (%v); loaded in parts instead", n, err)
+		if hubs, err = benchSitesInParts(n); err != nil {
+			return nil, err
+		}
 	}
 	fleet := metrics.NewFleet()
 	engine := newEngine(cfg, st, hubs, log)
@@ -241,14 +247,31 @@ func loadBenchCollector(n, days int, logf func(string, ...any)) (*benchCollector
 	return c, nil
 }
 
+// benchSitesInParts returns a registry of the sites of benchSitesYAML(n),
+// parsed a thousand at a time.
+func benchSitesInParts(n int) (*sites.Registry, error) {
+	var list []config.Site
+	for from := 0; from < n; from += 1000 {
+		part, err := config.ParseSites(benchSitesYAMLRange(from, min(from+1000, n)), nil)
+		if err != nil {
+			return nil, err
+		}
+		list = append(list, part...)
+	}
+	return sites.Static(list, false, nil), nil
+}
+
 func benchSiteID(i int) string { return fmt.Sprintf("hub-%05d", i) }
 
 // benchSitesYAML is a sites file of n hubs open 09:00-17:00 on weekdays and
 // 10:00-13:00 on Saturdays, with seats, a contract and a location.
-func benchSitesYAML(n int) []byte {
+func benchSitesYAML(n int) []byte { return benchSitesYAMLRange(0, n) }
+
+// benchSitesYAMLRange is the sites file of benchSitesYAML's hubs from to to.
+func benchSitesYAMLRange(from, to int) []byte {
 	var b bytes.Buffer
 	b.WriteString("sites:\n")
-	for i := range n {
+	for i := from; i < to; i++ {
 		fmt.Fprintf(&b, `  - id: %s
     name: Hub %d
     hub_type: library

@@ -113,11 +113,9 @@ func compute(site *config.Site, h *siteHistory, rules []config.Rule, from, to ti
 	if loc == nil {
 		loc = time.UTC
 	}
-	lo, _ := slices.BinarySearchFunc(h.tests, a, func(t test, at int64) int { return cmpInt(t.at, at) })
-	for _, t := range h.tests[lo:] {
-		if t.at >= b {
-			break
-		}
+	lo, _ := slices.BinarySearchFunc(h.tests, a, func(r record, at int64) int { return cmpInt(r.at, at) })
+	for k := lo; k < len(h.tests) && h.tests[k].at < b; k++ {
+		t := h.tests[k].test()
 		lt := time.Unix(0, t.at).In(loc)
 		hh, mm, ss := lt.Clock()
 		tod := time.Duration(hh)*time.Hour + time.Duration(mm)*time.Minute + time.Duration(ss)*time.Second + time.Duration(lt.Nanosecond())
@@ -169,7 +167,8 @@ func compute(site *config.Site, h *siteHistory, rules []config.Rule, from, to ti
 		return f
 	}
 	var covered, lineUp, down spans
-	for _, st := range h.streams {
+	for i := range h.streams {
+		st := &h.streams[i]
 		c := st.covered.clip(a, b)
 		covered = union(covered, c)
 		lineUp = union(lineUp, subtract(subtract(c, st.dead), st.outage))
@@ -195,14 +194,18 @@ func cmpInt(a, b int64) int {
 
 // meets reports whether test t meets rule r at a site with seats public
 // seats. A criterion on a figure the test lacks is not applied, except
-// upload: no upload figure fails an upload criterion.
+// upload: no upload figure fails an upload criterion. Figures and limits
+// are compared as float32, the precision the history keeps (see record):
+// a figure read as exactly a limit (a loss of 0.05 against 5%) meets it,
+// and one at most half a float32 step over a limit (6 parts in 100
+// million) does too.
 func meets(r *config.Rule, t *test, seats int) bool {
 	minDown := max(r.MinDownloadBitsPerSecond, r.MinDownloadBitsPerSeat*float64(max(seats, 0)))
 	minUp := max(r.MinUploadBitsPerSecond, r.MinUploadBitsPerSeat*float64(max(seats, 0)))
-	if minDown > 0 && !(t.down >= minDown) {
+	if minDown > 0 && !(float32(t.down) >= float32(minDown)) {
 		return false
 	}
-	if minUp > 0 && !(t.up >= minUp) { // NaN fails
+	if minUp > 0 && !(float32(t.up) >= float32(minUp)) { // NaN fails
 		return false
 	}
 	for _, c := range []struct {
@@ -214,7 +217,7 @@ func meets(r *config.Rule, t *test, seats int) bool {
 		{r.HasMaxLoss, t.loss, r.MaxLossRatio},
 		{r.HasMaxJitter, t.jitter, r.MaxJitterSeconds},
 	} {
-		if c.has && !math.IsNaN(c.v) && c.v > c.limit {
+		if c.has && !math.IsNaN(c.v) && float32(c.v) > float32(c.limit) {
 			return false
 		}
 	}

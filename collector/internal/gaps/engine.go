@@ -106,8 +106,12 @@ type Engine struct {
 
 	mu      sync.Mutex // guards the fields below
 	loaded  bool
-	lastRow int64
-	sites   map[string]*siteHistory
+	lastRow int64 // the last row read
+	// added: the rows up to it are in sites, and none after. A row at or
+	// before it that is read again is skipped, for the history keeps no
+	// row ids to tell a test read twice from two tests of the same time.
+	added int64
+	sites map[string]*siteHistory
 
 	// what a scrape sends, replaced whole by each refresh: a scrape never
 	// waits for a refresh
@@ -141,9 +145,9 @@ func (e *Engine) horizon(now time.Time) time.Time {
 }
 
 // Load reads the history of the retention, site by site, through the
-// (site, kind, measured_at) index. Rows stored while it runs are read (again)
-// by the next Update: adding a row twice changes nothing. Call it once,
-// before Update.
+// (site, kind, measured_at) index, up to the last row stored when it starts.
+// Rows stored while it runs are left to the next Update, so that each is
+// added once (see Engine.added). Call it once, before Update.
 func (e *Engine) Load(ctx context.Context) error {
 	last, err := e.opts.Store.MaxRowID(ctx)
 	if err != nil {
@@ -161,7 +165,9 @@ func (e *Engine) Load(ctx context.Context) error {
 		// find the tests they cover
 		for _, kind := range []string{wire.KindSpeedtest, wire.KindLineQuality} {
 			err := e.opts.Store.Points(ctx, id, kind, from, to, func(p *store.Point) error {
-				h.add(p, e.opts.Presence)
+				if p.RowID <= last {
+					h.add(p, e.opts.Presence)
+				}
 				return nil
 			})
 			if err != nil {
@@ -178,12 +184,13 @@ func (e *Engine) Load(ctx context.Context) error {
 		if h.empty() {
 			continue // nothing in the retention
 		}
+		h.trim()
 		e.mu.Lock()
 		e.sites[id] = h
 		e.mu.Unlock()
 	}
 	e.mu.Lock()
-	e.lastRow, e.loaded = last, true
+	e.lastRow, e.added, e.loaded = last, last, true
 	e.mu.Unlock()
 	return nil
 }
@@ -191,9 +198,9 @@ func (e *Engine) Load(ctx context.Context) error {
 // updateBatch is how many rows Update reads per query.
 const updateBatch = 5000
 
-// Update reads the rows stored since the last Load or Update. A speed test
-// stored after the line-quality summary of its time gets that summary's
-// loss and jitter from the history.
+// Update reads the rows stored since the last Load or Update, and adds
+// those not added yet. A speed test stored after the line-quality summary
+// of its time gets that summary's loss and jitter from the history.
 func (e *Engine) Update(ctx context.Context) error {
 	e.mu.Lock()
 	if !e.loaded {
@@ -213,7 +220,7 @@ func (e *Engine) Update(ctx context.Context) error {
 		horizon := e.horizon(e.opts.Now()).UnixNano()
 		last, err := e.opts.Store.PointsAfter(ctx, after, updateBatch, func(p *store.Point) error {
 			n++
-			if p.MeasuredAt.UnixNano() < horizon {
+			if p.RowID <= e.added || p.MeasuredAt.UnixNano() < horizon {
 				return nil
 			}
 			h := e.sites[p.Site]
@@ -226,7 +233,7 @@ func (e *Engine) Update(ctx context.Context) error {
 			}
 			return nil
 		})
-		e.lastRow = last
+		e.lastRow, e.added = last, max(e.added, last)
 		e.mu.Unlock()
 		if err != nil {
 			return err

@@ -3,6 +3,7 @@ package gaps
 import (
 	"context"
 	"math"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -467,24 +468,134 @@ func TestAutoRegisteredSitesFade(t *testing.T) {
 	}
 }
 
-// TestAddTestOnce: a test is added once by its row; two tests of the same
-// instant (two probes) are both kept.
+// TestAddTestOnce: a test is added once by its row (the engine skips a row
+// read again: there are no row ids in the history to check); two tests of
+// the same instant (two probes) are both kept.
 func TestAddTestOnce(t *testing.T) {
-	h := newSiteHistory()
+	h := newHistory(t)
+	list := mustSites(t, "sites: [{id: leeds-1, name: L, hub_type: library}]")
 	at := day(1, 10, 0)
-	p := func(row int64, at time.Time) *store.Point {
-		return &store.Point{RowID: row, Kind: wire.KindSpeedtest, MeasuredAt: at, DownloadBitsPerSecond: 1e7, UploadBitsPerSecond: 1e6,
-			LatencySeconds: math.NaN(), AddedLatencyDownloadSeconds: math.NaN(), AddedLatencyUploadSeconds: math.NaN()}
+	h.speedtest("leeds-1", at, 10, 1, 0, 0)
+	h.flush()
+	e := newEngine(t, h.st, list, false, now)
+	ctx := context.Background()
+	if err := e.Load(ctx); err != nil {
+		t.Fatal(err)
 	}
-	for _, c := range []struct {
-		p    *store.Point
-		want bool
-	}{{p(1, at), true}, {p(2, at), true}, {p(1, at), false}, {p(3, at.Add(-time.Hour)), true}, {p(2, at), false}, {p(3, at.Add(-time.Hour)), false}} {
-		if got := h.addTest(c.p); got != c.want {
-			t.Errorf("addTest(row %d) = %v, want %v", c.p.RowID, got, c.want)
+	h.speedtest("leeds-1", at, 10, 1, 0, 0)
+	h.speedtest("leeds-1", at.Add(-time.Hour), 10, 1, 0, 0)
+	h.flush()
+	for range 2 {
+		if err := e.Update(ctx); err != nil {
+			t.Fatal(err)
+		}
+		e.mu.Lock()
+		e.lastRow = 0 // read every row again
+		e.mu.Unlock()
+	}
+	e.mu.Lock()
+	tests := e.sites["leeds-1"].tests
+	e.mu.Unlock()
+	if len(tests) != 3 || tests[0].at != at.Add(-time.Hour).UnixNano() || tests[1].at != at.UnixNano() || tests[2].at != at.UnixNano() {
+		t.Errorf("tests: %+v", tests)
+	}
+}
+
+// TestRowStoredDuringLoad: a speed test stored while Load runs, after the
+// last row it reads up to, is read by Load's query and by the next Update,
+// and counted once.
+func TestRowStoredDuringLoad(t *testing.T) {
+	h := newHistory(t)
+	list := mustSites(t, "sites: [{id: leeds-1, name: L, hub_type: library}]")
+	h.speedtest("leeds-1", day(0, 10, 0), 50, 10, 20, 10)
+	h.flush()
+	e := newEngine(t, h.st, list, false, now)
+	var once sync.Once
+	e.opts.Now = func() time.Time {
+		// Load asks the time after the last row id, before reading
+		once.Do(func() {
+			h.speedtest("leeds-1", day(1, 10, 0), 50, 10, 20, 10)
+			h.flush()
+		})
+		return now
+	}
+	ctx := context.Background()
+	if err := e.Load(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Update(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n := e.Compute(now, 7*24*time.Hour)[0].Windows[AllHours].Tests; n != 2 {
+		t.Errorf("tests: %d, want 2", n)
+	}
+}
+
+// TestLimitsAsKept: a figure exactly at a limit meets it once kept as a
+// float32 (0.15 s rounds up to 0.150000006 s, 5 % loss to 0.0500000007).
+func TestLimitsAsKept(t *testing.T) {
+	rules := config.Defaults().Thresholds.Rules()
+	video := rules[2]
+	video.MaxLossRatio = 0.05
+	var h siteHistory
+	at := day(1, 10, 0)
+	h.addTest(&store.Point{Kind: wire.KindSpeedtest, MeasuredAt: at, DownloadBitsPerSecond: video.MinDownloadBitsPerSecond,
+		UploadBitsPerSecond: video.MinUploadBitsPerSecond, LatencySeconds: video.MaxIdleRTTSeconds,
+		AddedLatencyDownloadSeconds: video.MaxAddedLatencySeconds, AddedLatencyUploadSeconds: math.NaN()})
+	h.attach(at.UnixNano(), at.UnixNano()+1, float64(1)/20, video.MaxJitterSeconds)
+	x := h.tests[0].test()
+	if !meets(&video, &x, 0) {
+		t.Errorf("a test at every limit of %s fails it: %+v", video.Name, x)
+	}
+}
+
+func TestSpansCut(t *testing.T) {
+	for _, tt := range []struct {
+		a, b int64
+		want spans
+	}{
+		{0, 5, spans{{10, 20}, {30, 40}}},
+		{12, 15, spans{{10, 12}, {15, 20}, {30, 40}}},
+		{15, 35, spans{{10, 15}, {35, 40}}},
+		{5, 45, nil},
+		{20, 30, spans{{10, 20}, {30, 40}}},
+		{10, 20, spans{{30, 40}}},
+	} {
+		s := spans{{10, 20}, {30, 40}}
+		s.cut(tt.a, tt.b)
+		if len(s) != len(tt.want) || len(s) > 0 && !slices.Equal(s, tt.want) {
+			t.Errorf("cut(%d, %d) = %v, want %v", tt.a, tt.b, s, tt.want)
 		}
 	}
-	if len(h.tests) != 3 || h.tests[0].rowid != 3 {
-		t.Errorf("tests: %+v", h.tests)
+	if got, ok := (spans{{10, 20}}).find(20); ok {
+		t.Errorf("find(20) = %v in [10, 20)", got)
+	}
+}
+
+// TestPresenceUnderLineQuality: presence is kept only where no stream
+// covers it, whichever comes first, and the figures are those of the whole.
+func TestPresenceUnderLineQuality(t *testing.T) {
+	var h siteHistory
+	line := func(at time.Time, d time.Duration) {
+		h.addLine(&store.Point{Kind: wire.KindLineQuality, Probe: "line", Method: "udp", MeasuredAt: at, IntervalSeconds: d.Seconds(),
+			Sent: 100, Received: 100, LineQualityPresent: true})
+	}
+	h.addPresence(day(0, 9, 50), 15*time.Minute) // [09:50, 10:05): cut to [09:50, 10:00)
+	line(day(0, 10, 0), time.Hour)
+	h.addPresence(day(0, 10, 30), 15*time.Minute) // covered
+	h.addPresence(day(0, 10, 55), 15*time.Minute) // [11:00, 11:10)
+	want := spans{{day(0, 9, 50).UnixNano(), day(0, 10, 0).UnixNano()}, {day(0, 11, 0).UnixNano(), day(0, 11, 10).UnixNano()}}
+	if !slices.Equal(h.presence, want) {
+		t.Errorf("presence %v, want %v", h.presence, want)
+	}
+}
+
+func TestTrimmed(t *testing.T) {
+	s := make([]int, 3, 100)
+	if got := trimmed(s); cap(got) != 3 || &got[0] == &s[0] {
+		t.Errorf("trimmed: cap %d, same array %v", cap(got), &got[0] == &s[0])
+	}
+	if got := trimmed(s[:0]); got != nil {
+		t.Errorf("trimmed empty: %v (cap %d), want nil", got, cap(got))
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"math"
 	"slices"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/hubmon/hubmon/agent/wire"
@@ -18,8 +19,7 @@ const bridge = int64(5 * time.Second)
 // test is one speed test with the figures the profiles judge. Figures not
 // measured are NaN.
 type test struct {
-	rowid int64
-	at    int64 // measured_at, Unix nanoseconds
+	at int64 // measured_at, Unix nanoseconds
 	// rates in bits per second, times in seconds
 	down, up, rtt, added float64
 	// loss (a ratio) and jitter of the line-quality summary covering the
@@ -27,50 +27,97 @@ type test struct {
 	loss, jitter float64
 }
 
+// record is a speed test as the history keeps it: 32 bytes, not the 64 of
+// a test with float64 figures and its row id, for a month of tests of
+// 20,000 sites (2.4 million) is most of the collector's memory. The figures
+// are float32: a rate in bits per second keeps 24 significant bits (7
+// decimal digits, far finer than a speed test measures or the report
+// shows), and meets compares them with the limits at that precision, so
+// that a figure equal to a limit still meets it. The time stays exact: it
+// decides the window and the period a test falls in, and the summary that
+// covers it. There is no row id: the Engine adds each row once (see
+// Engine.added).
+type record struct {
+	at                                 int64
+	down, up, rtt, added, loss, jitter float32
+}
+
+// test returns r with float64 figures, for meets.
+func (r *record) test() test {
+	return test{at: r.at, down: float64(r.down), up: float64(r.up), rtt: float64(r.rtt), added: float64(r.added),
+		loss: float64(r.loss), jitter: float64(r.jitter)}
+}
+
+func isNaN32(v float32) bool { return v != v }
+
 // stream is the history of one line-quality stream (a probe and a method)
 // of a site.
 type stream struct {
-	covered spans // the times its summaries cover
-	dead    spans // summaries in which every idle probe was lost
-	outage  spans // disconnections it reported, ended or going on
+	key     string // probe "/" method
+	covered spans  // the times its summaries cover
+	dead    spans  // summaries in which every idle probe was lost
+	outage  spans  // disconnections it reported, ended or going on
 }
 
 // siteHistory is what the figures of one site are computed from: its
 // speed tests and the times its line was up or down, for the retention.
 type siteHistory struct {
-	tests    []test // by time, then as added
-	streams  map[string]*stream
-	presence spans // successful measurements other than line quality
+	tests []record // by time, then as added
+	// streams: one or two a site, found by a linear search (a map of one
+	// entry takes 200 bytes more)
+	streams []stream
+	// presence: successful measurements other than line quality, but for
+	// the times a stream covers, which compute takes out of it anyway (a
+	// stream's covered times only grow, and are pruned with these). With
+	// line quality, a month of speed tests and DNS probes adds nothing.
+	presence spans
 }
 
 func newSiteHistory() *siteHistory {
-	return &siteHistory{streams: map[string]*stream{}}
+	return &siteHistory{}
 }
 
-// addTest adds a speed test, once, and reports whether it was new. A test
-// already added is found among those of its time: no set of row ids (a map
-// of a month's tests took 5 kB a site, more than the tests themselves).
+// addTest adds a speed test and reports whether it counts (it measured a
+// download rate). The caller adds each row once (see record).
 func (h *siteHistory) addTest(p *store.Point) bool {
 	if math.IsNaN(p.DownloadBitsPerSecond) {
 		return false
 	}
 	at := p.MeasuredAt.UnixNano()
 	i := sort.Search(len(h.tests), func(i int) bool { return h.tests[i].at > at })
-	for j := i - 1; j >= 0 && h.tests[j].at == at; j-- {
-		if h.tests[j].rowid == p.RowID {
-			return false
-		}
-	}
 	added := math.NaN()
 	for _, v := range []float64{p.AddedLatencyDownloadSeconds, p.AddedLatencyUploadSeconds} {
 		if !math.IsNaN(v) && (math.IsNaN(added) || v > added) {
 			added = v
 		}
 	}
-	t := test{rowid: p.RowID, at: at, down: p.DownloadBitsPerSecond, up: p.UploadBitsPerSecond,
-		rtt: p.LatencySeconds, added: added, loss: math.NaN(), jitter: math.NaN()}
-	h.tests = slices.Insert(h.tests, i, t)
+	nan := float32(math.NaN())
+	r := record{at: at, down: float32(p.DownloadBitsPerSecond), up: float32(p.UploadBitsPerSecond),
+		rtt: float32(p.LatencySeconds), added: float32(added), loss: nan, jitter: nan}
+	h.tests = insertGrow(h.tests, i, r)
 	return true
+}
+
+// insertGrow inserts v at s[i], growing s by an eighth when it is full, not
+// by the half to double of append: a site's tests grow by four a day and
+// are trimmed as much, so the slack would stay.
+func insertGrow[S ~[]E, E any](s S, i int, v E) S {
+	if len(s) == cap(s) {
+		s = append(make(S, 0, len(s)+len(s)/8+4), s...)
+	}
+	return slices.Insert(s, i, v)
+}
+
+// stream returns the stream of probe and method, added if new.
+func (h *siteHistory) stream(probe, method string) *stream {
+	key := probe + "/" + method // on the stack unless kept
+	for i := range h.streams {
+		if h.streams[i].key == key {
+			return &h.streams[i]
+		}
+	}
+	h.streams = append(h.streams, stream{key: strings.Clone(key)})
+	return &h.streams[len(h.streams)-1]
 }
 
 // addLine adds a line-quality summary: what it covers, whether the line was
@@ -79,15 +126,13 @@ func (h *siteHistory) addLine(p *store.Point) {
 	if !p.LineQualityPresent || math.IsNaN(p.IntervalSeconds) || p.IntervalSeconds <= 0 {
 		return
 	}
-	key := p.Probe + "/" + p.Method
-	st := h.streams[key]
-	if st == nil {
-		st = &stream{}
-		h.streams[key] = st
-	}
+	st := h.stream(p.Probe, p.Method)
 	a := p.MeasuredAt.UnixNano()
 	b := a + int64(p.IntervalSeconds*1e9)
 	st.covered.add(a, b, bridge)
+	if c, ok := st.covered.find(a); ok {
+		h.presence.cut(c.a, c.b) // see siteHistory.presence
+	}
 	if p.Sent > 0 && p.Received == 0 {
 		st.dead.add(a, b, 0)
 	}
@@ -104,11 +149,12 @@ func (h *siteHistory) addLine(p *store.Point) {
 
 // attach gives the tests that started in [a, b) the loss and jitter of a
 // summary, unless they have a better one.
-func (h *siteHistory) attach(a, b int64, loss, jitter float64) {
+func (h *siteHistory) attach(a, b int64, loss64, jitter64 float64) {
+	loss, jitter := float32(loss64), float32(jitter64)
 	i := sort.Search(len(h.tests), func(i int) bool { return h.tests[i].at >= a })
 	for ; i < len(h.tests) && h.tests[i].at < b; i++ {
 		t := &h.tests[i]
-		if math.IsNaN(t.loss) || loss < t.loss || loss == t.loss && jitter < t.jitter {
+		if isNaN32(t.loss) || loss < t.loss || loss == t.loss && jitter < t.jitter {
 			t.loss, t.jitter = loss, jitter
 		}
 	}
@@ -117,7 +163,17 @@ func (h *siteHistory) attach(a, b int64, loss, jitter float64) {
 // addPresence records a successful measurement (not line quality) at t.
 func (h *siteHistory) addPresence(t time.Time, presence time.Duration) {
 	a := t.UnixNano()
-	h.presence.add(a, a+int64(presence), 0)
+	b := a + int64(presence)
+	rest := spans{{a, b}}
+	for i := range h.streams {
+		if len(rest) == 0 {
+			return
+		}
+		rest = subtract(rest, h.streams[i].covered.clip(a, b))
+	}
+	for _, x := range rest {
+		h.presence.add(x.a, x.b, 0)
+	}
 }
 
 // add adds any measurement. It reports whether it was a new speed test
@@ -146,13 +202,36 @@ func (h *siteHistory) empty() bool {
 func (h *siteHistory) prune(t int64) {
 	i := sort.Search(len(h.tests), func(i int) bool { return h.tests[i].at >= t })
 	h.tests = slices.Delete(h.tests, 0, i)
-	for k, st := range h.streams {
+	for i := range h.streams {
+		st := &h.streams[i]
 		st.covered.prune(t)
 		st.dead.prune(t)
 		st.outage.prune(t)
-		if len(st.covered) == 0 && len(st.outage) == 0 {
-			delete(h.streams, k)
-		}
 	}
+	h.streams = slices.DeleteFunc(h.streams, func(st stream) bool { return len(st.covered) == 0 && len(st.outage) == 0 })
 	h.presence.prune(t)
+}
+
+// trim frees the slack that appending and cutting left in h's slices (after
+// Load).
+func (h *siteHistory) trim() {
+	h.tests = trimmed(h.tests)
+	h.streams = trimmed(h.streams)
+	for i := range h.streams {
+		st := &h.streams[i]
+		st.covered, st.dead, st.outage = trimmed(st.covered), trimmed(st.dead), trimmed(st.outage)
+	}
+	h.presence = trimmed(h.presence)
+}
+
+// trimmed returns s in an array of its length (slices.Clip keeps the array:
+// it only hides the slack).
+func trimmed[S ~[]E, E any](s S) S {
+	switch {
+	case len(s) == 0:
+		return nil
+	case len(s) == cap(s):
+		return s
+	}
+	return append(make(S, 0, len(s)), s...)
 }

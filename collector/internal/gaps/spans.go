@@ -1,6 +1,9 @@
 package gaps
 
-import "sort"
+import (
+	"slices"
+	"sort"
+)
 
 // span is a half-open interval of time, [a, b), in Unix nanoseconds.
 type span struct{ a, b int64 }
@@ -34,6 +37,36 @@ func (s *spans) add(a, b, bridge int64) {
 	merged := span{min(a, x[i].a), max(b, x[j-1].b)}
 	x[i] = merged
 	*s = append(x[:i+1], x[j:]...)
+}
+
+// find returns the span that holds t.
+func (s spans) find(t int64) (span, bool) {
+	i := sort.Search(len(s), func(i int) bool { return s[i].b > t })
+	if i < len(s) && s[i].a <= t {
+		return s[i], true
+	}
+	return span{}, false
+}
+
+// cut removes [a, b) from the set, in place.
+func (s *spans) cut(a, b int64) {
+	x := *s
+	// i: the first span that ends after a; j: the first that starts at or
+	// after b
+	i := sort.Search(len(x), func(i int) bool { return x[i].b > a })
+	j := i + sort.Search(len(x)-i, func(k int) bool { return x[i+k].a >= b })
+	if i >= j {
+		return
+	}
+	var keep [2]span
+	n := 0
+	if x[i].a < a {
+		keep[n], n = span{x[i].a, a}, n+1
+	}
+	if x[j-1].b > b {
+		keep[n], n = span{b, x[j-1].b}, n+1
+	}
+	*s = slices.Replace(x, i, j, keep[:n]...)
 }
 
 // prune drops the spans that end before t, and cuts one that starts before.
