@@ -44,16 +44,17 @@ type decoder struct {
 	fatal bool
 	lines map[string]int      // field path -> line of its key, or of a list item
 	vars  map[string][]string // field path -> variables its value was built from
-	// visits counts the values walked, aliases and merges expanded: see
-	// maxVisits
-	visits int
+	// visits counts the values walked, aliases and merges expanded, and
+	// maxVisits bounds it: see maxExpanded
+	visits, maxVisits int
 }
 
-// maxVisits bounds the values the decoder walks once aliases and merge keys
-// are expanded. A real config has a few hundred; anchors that refer to
-// anchors that refer to anchors (a "billion laughs" document) would take
-// exponential time.
-const maxVisits = 100_000
+// maxExpanded bounds the values the decoder walks beyond those written in
+// the file, once aliases and merge keys are expanded. A real config expands
+// a few hundred; anchors that refer to anchors that refer to anchors (a
+// "billion laughs" document) would take exponential time. What is written
+// is not bounded: a sites file of 20,000 hubs holds half a million values.
+const maxExpanded = 100_000
 
 // visit counts one more value walked. Past maxVisits it notes the problem,
 // marks the file undecodable and returns false: stop walking.
@@ -61,9 +62,9 @@ func (d *decoder) visit(n *yaml.Node) bool {
 	if d.fatal {
 		return false
 	}
-	if d.visits++; d.visits > maxVisits {
+	if d.visits++; d.visits > d.maxVisits {
 		d.fatal = true
-		d.note(n.Line, "", fmt.Sprintf("too many values once aliases and merge keys are expanded (more than %d): use fewer anchors", maxVisits))
+		d.note(n.Line, "", fmt.Sprintf("too many values once aliases and merge keys are expanded (more than %d beyond the file's own): use fewer anchors", maxExpanded))
 		return false
 	}
 	return true
@@ -108,12 +109,22 @@ func (d *decoder) decode(data []byte, out any) {
 	if len(doc.Content) == 0 {
 		return
 	}
+	d.maxVisits = written(&doc) + maxExpanded
 	if root := deref(doc.Content[0]); root.Kind != yaml.MappingNode && root.ShortTag() != "!!null" {
 		d.fatal = true
 		d.wrongShape(root, "", "a mapping of settings")
 		return
 	}
 	d.value(doc.Content[0], "", reflect.ValueOf(out).Elem())
+}
+
+// written counts the nodes of n as written, not following aliases.
+func written(n *yaml.Node) int {
+	c := 1
+	for _, k := range n.Content {
+		c += written(k)
+	}
+	return c
 }
 
 var yamlErrorRE = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)

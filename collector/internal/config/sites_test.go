@@ -1,6 +1,7 @@
 package config
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -151,4 +152,42 @@ func TestSitesShareTimeZones(t *testing.T) {
 	if list[0].Location != list[1].Location || list[0].Location == list[2].Location || list[2].Location.String() != "America/New_York" {
 		t.Errorf("locations %p %p %p (%s)", list[0].Location, list[1].Location, list[2].Location, list[2].Location)
 	}
+}
+
+// A national fleet's sites file loads: the bound on values walked is on
+// what aliases add, not on what the file holds (it once refused any file
+// of more than about 2,500 hubs).
+func TestParseSitesLarge(t *testing.T) {
+	var b strings.Builder
+	b.WriteString("sites:\n")
+	for i := range 20000 {
+		fmt.Fprintf(&b, `  - id: hub-%05d
+    name: Hub %d
+    hub_type: library
+    council: Leeds City Council
+    ons_code: E08000035
+    postcode: LS1 3AB
+    latitude: 53.8
+    longitude: -1.5
+    opening_hours:
+      monday: ["09:00-20:00"]
+      tuesday: ["09:00-20:00"]
+      wednesday: ["09:00-20:00"]
+      thursday: ["09:00-20:00"]
+      friday: ["09:00-17:00"]
+      saturday: ["10:00-13:00", "14:00-17:00"]
+`, i, i)
+	}
+	sites, err := ParseSites([]byte(b.String()), nil)
+	if err != nil {
+		t.Fatal(firstLines(err.Error(), 3))
+	}
+	if len(sites) != 20000 {
+		t.Fatalf("%d sites, want 20000", len(sites))
+	}
+}
+
+func firstLines(s string, n int) string {
+	lines := strings.SplitN(s, "\n", n+1)
+	return strings.Join(lines[:min(n, len(lines))], "\n")
 }
