@@ -36,6 +36,7 @@ type bench struct {
 	agentFirstRun time.Duration
 	agentTestTime time.Duration
 	keep          bool
+	collectorEnv  []string
 	out           io.Writer
 	log           *slog.Logger
 	tmp           string
@@ -56,12 +57,20 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	scrapes := fs.Int("scrapes", 5, "scrapes of /metrics to time")
 	agent := fs.Bool("agent", true, "measure the agent's footprint (idle and during a speed test)")
 	keep := fs.Bool("keep", false, "keep the working directory (logs, databases)")
+	var collectorEnv []string
+	fs.Func("collector-env", "NAME=value added to the collector's environment (repeatable), e.g. GOMEMLIMIT=140MiB", func(v string) error {
+		if name, _, ok := strings.Cut(v, "="); !ok || name == "" {
+			return fmt.Errorf("%q is not NAME=value", v)
+		}
+		collectorEnv = append(collectorEnv, v)
+		return nil
+	})
 	timeout := fs.Duration("timeout", 45*time.Minute, "bound on the whole run")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
 	b := &bench{conns: *conns, ceilingCount: *ceiling, liveCount: *live, backlogCount: *backlog, e2eDuration: *e2e,
-		scrapes: *scrapes, agentFirstRun: 15 * time.Second, agentTestTime: 10 * time.Second, keep: *keep, out: stdout,
+		scrapes: *scrapes, agentFirstRun: 15 * time.Second, agentTestTime: 10 * time.Second, keep: *keep, collectorEnv: collectorEnv, out: stdout,
 		log: slog.New(slog.NewTextHandler(stderr, nil))}
 	var sites []int
 	for _, f := range strings.Split(*sitesFlag, ",") {
@@ -140,6 +149,12 @@ func (b *bench) emit(figure string, sites int, value float64, extra map[string]a
 	}
 	v, _ := json.Marshal(round(value))
 	fmt.Fprintf(&buf, `,"value":%s`, v)
+	if len(b.collectorEnv) > 0 { // a figure under other settings says so
+		if extra == nil {
+			extra = map[string]any{}
+		}
+		extra["collector_env"] = strings.Join(b.collectorEnv, " ")
+	}
 	writeExtra(&buf, extra)
 	fmt.Fprintln(b.out, buf.String())
 }
@@ -245,7 +260,7 @@ func (b *bench) fleet(ctx context.Context, n int) error {
 
 	// 2. the collector
 	coll, err := rig.StartCollector(rig.CollectorOptions{Bin: filepath.Join(b.bin, "hubmon-collector"), Dir: filepath.Join(dir, "collector"),
-		BrokerURL: broker.URL, Password: password})
+		BrokerURL: broker.URL, Password: password, Env: b.collectorEnv})
 	if err != nil {
 		return err
 	}

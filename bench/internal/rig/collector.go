@@ -23,6 +23,8 @@ type CollectorOptions struct {
 	// SpeedtestPort and EchoPort, if not 0, run the built-in speed-test
 	// server and UDP echo responder on 127.0.0.1 (for a real agent).
 	SpeedtestPort, EchoPort int
+	// Env is more of the collector's environment (GOMEMLIMIT=..., say).
+	Env []string
 }
 
 // Collector is a running hubmon-collector.
@@ -64,7 +66,7 @@ mqtt:
 	if err := os.WriteFile(confPath, []byte(conf), 0o600); err != nil {
 		return nil, err
 	}
-	p, err := Start("hubmon-collector", filepath.Join(o.Dir, "collector.log"), []string{"HUBMON_MQTT_PASSWORD=" + o.Password},
+	p, err := Start("hubmon-collector", filepath.Join(o.Dir, "collector.log"), append([]string{"HUBMON_MQTT_PASSWORD=" + o.Password}, o.Env...),
 		o.Bin, "run", "-config", confPath)
 	if err != nil {
 		return nil, err
