@@ -112,7 +112,7 @@ func New(opts Options) *Ingester {
 	in := &Ingester{
 		opts:      opts,
 		log:       opts.Logger,
-		reqs:      make(chan *request, 4096),
+		reqs:      make(chan *request, 2048), // two full batches: one filling while one commits
 		acks:      make(chan ackItem, 65536),
 		logged:    map[string]time.Time{},
 		closing:   make(chan struct{}),

@@ -46,8 +46,9 @@ type SubscriberOptions struct {
 }
 
 // DefaultMaxQueuedBytes is the default SubscriberOptions.MaxQueuedBytes:
-// some 16,000 typical messages, a second or two of commits.
-const DefaultMaxQueuedBytes = 16 << 20
+// some 5,000 typical messages, half a second of commits while a backlog
+// drains. More only costs memory: the commits, not the queue, set the pace.
+const DefaultMaxQueuedBytes = 4 << 20
 
 // Subscriber takes agents' messages from an external broker (Mosquitto in
 // production) through a persistent session, and acknowledges each message to
