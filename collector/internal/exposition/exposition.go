@@ -15,9 +15,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math"
 	"slices"
-	"strconv"
 	"strings"
 	"unicode/utf8"
 
@@ -302,26 +300,4 @@ func appendLabelValue(b []byte, s string) (_ []byte, ok bool) {
 		}
 	}
 	return b, true
-}
-
-// appendFloat formats v as expfmt does.
-func appendFloat(b []byte, v float64) []byte {
-	switch {
-	case v == 1:
-		return append(b, '1')
-	case v == 0:
-		return append(b, '0')
-	case v == -1:
-		return append(b, '-', '1')
-	case math.IsNaN(v):
-		return append(b, "NaN"...)
-	case math.IsInf(v, +1):
-		return append(b, "+Inf"...)
-	case math.IsInf(v, -1):
-		return append(b, "-Inf"...)
-	case v > -1e6 && v < 1e6 && v == math.Trunc(v):
-		// what 'g' writes for an integer below 1e6 (status codes, counts)
-		return strconv.AppendInt(b, int64(v), 10)
-	}
-	return strconv.AppendFloat(b, v, 'g', -1, 64)
 }
