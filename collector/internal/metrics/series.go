@@ -4,7 +4,6 @@ import (
 	"math"
 	"time"
 
-	"github.com/hubmon/hubmon/agent/wire"
 	"github.com/hubmon/hubmon/collector/internal/exposition"
 )
 
@@ -103,7 +102,10 @@ var (
 		"Measurements the agent could not write to its outbox since it started.", gauge, "site")
 )
 
-func unix(t time.Time) float64 { return float64(t.UnixNano()) / 1e9 }
+func unix(t time.Time) float64 { return unixNano(t.UnixNano()) }
+
+// unixNano returns Unix ns as Unix time in seconds.
+func unixNano(ns int64) float64 { return float64(ns) / 1e9 }
 
 func b2f(b bool) float64 {
 	if b {
@@ -203,16 +205,16 @@ var agentFigures = [...]struct {
 	fam *exposition.Family
 	get func(a *agentState) float64
 }{
-	{famUp, func(a *agentState) float64 { return b2f(a.State == wire.StateOnline) }},
-	{famLastSeen, func(a *agentState) float64 { return unix(a.LastSeenAt) }},
-	{famBacklog, func(a *agentState) float64 { return float64(a.OutboxBacklog) }},
-	{famDropped, func(a *agentState) float64 { return float64(a.OutboxDroppedTotal) }},
-	{famStart, func(a *agentState) float64 { return unix(a.SentAt) - a.UptimeSeconds }},
-	{famClock, func(a *agentState) float64 { return b2f(!a.ClockUnsynced) }},
-	{famBudgetUsed, func(a *agentState) float64 { return float64(a.DataUsedBytes) }},
-	{famSkipped, func(a *agentState) float64 { return float64(a.SpeedtestsSkipped) }},
-	{famShortened, func(a *agentState) float64 { return float64(a.SpeedtestsShortened) }},
-	{famLost, func(a *agentState) float64 { return float64(a.MeasurementsLostTotal) }},
+	{famUp, func(a *agentState) float64 { return b2f(a.online) }},
+	{famLastSeen, func(a *agentState) float64 { return unix(a.lastSeen) }},
+	{famBacklog, func(a *agentState) float64 { return float64(a.counts[countBacklog]) }},
+	{famDropped, func(a *agentState) float64 { return float64(a.counts[countDropped]) }},
+	{famStart, func(a *agentState) float64 { return a.start }},
+	{famClock, func(a *agentState) float64 { return b2f(!a.unsynced) }},
+	{famBudgetUsed, func(a *agentState) float64 { return float64(a.counts[countDataUsed]) }},
+	{famSkipped, func(a *agentState) float64 { return float64(a.counts[countSkipped]) }},
+	{famShortened, func(a *agentState) float64 { return float64(a.counts[countShortened]) }},
+	{famLost, func(a *agentState) float64 { return float64(a.counts[countLost]) }},
 }
 
 // value returns f's value, or NaN for none.
@@ -228,7 +230,7 @@ func (f figure) time() float64 {
 	if !f.ok {
 		return math.NaN()
 	}
-	return unix(f.at)
+	return unixNano(f.at)
 }
 
 func newSpeedRow(site, probe ref, s *speedState, ar *exposition.Arena) speedRow {
@@ -240,14 +242,14 @@ func newSpeedRow(site, probe ref, s *speedState, ar *exposition.Arena) speedRow 
 	if s.graded {
 		r.grade = ar.Add(s.grade)
 	}
-	if !s.lastSuccess.IsZero() {
-		r.lastSuccess = unix(s.lastSuccess)
+	if s.lastSuccess != 0 {
+		r.lastSuccess = unixNano(s.lastSuccess)
 	}
 	return r
 }
 
 func newAgentRow(site ref, a *agentState, ar *exposition.Arena) agentRow {
-	r := agentRow{site: site, budget: a.DataBudgetBytes}
+	r := agentRow{site: site, budget: a.budget}
 	for i, l := range a.info {
 		r.info[i] = ar.Add(l)
 	}
@@ -267,7 +269,8 @@ func flatten(snap []*siteState) *rows {
 		if s.agent != nil {
 			r.agents = append(r.agents, newAgentRow(site, s.agent, ar))
 		}
-		for _, p := range s.probes {
+		for i := range s.probes {
+			p := &s.probes[i]
 			probe := ar.Add(p.label)
 			if p.speed != nil {
 				r.speeds = append(r.speeds, newSpeedRow(site, probe, p.speed, ar))
@@ -295,7 +298,8 @@ func flatten(snap []*siteState) *rows {
 						phases: h.phases, cert: h.cert})
 				}
 			}
-			for _, t := range p.totals {
+			for i := range p.totals {
+				t := &p.totals[i]
 				r.totals = append(r.totals, totalRow{site: site, probe: probe, method: ar.Add(t.label), sent: t.sent, received: t.received,
 					outages: t.outages, outageSeconds: t.outageSeconds})
 			}
