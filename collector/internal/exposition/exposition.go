@@ -145,7 +145,7 @@ func NewLabel(s string) (Label, bool) {
 // Add values, then call Done, then Label. An Arena is not safe for
 // concurrent use until Done returns; after, it is read-only.
 type Arena struct {
-	b []byte
+	b strings.Builder // its String is the text, not a copy of it
 	s string
 }
 
@@ -153,17 +153,24 @@ type Arena struct {
 type Ref struct{ off, n uint32 }
 
 // NewArena returns an Arena with room for size bytes of label values.
-func NewArena(size int) *Arena { return &Arena{b: make([]byte, 0, size)} }
+func NewArena(size int) *Arena {
+	a := &Arena{}
+	a.b.Grow(size)
+	return a
+}
 
 // Add copies l into the arena and returns its Ref.
 func (a *Arena) Add(l Label) Ref {
-	r := Ref{uint32(len(a.b)), uint32(len(l.escaped))}
-	a.b = append(a.b, l.escaped...)
+	r := Ref{uint32(a.b.Len()), uint32(len(l.escaped))}
+	a.b.WriteString(l.escaped)
 	return r
 }
 
 // Done ends the adding.
-func (a *Arena) Done() { a.s, a.b = string(a.b), nil }
+func (a *Arena) Done() {
+	a.s = a.b.String()
+	a.b = strings.Builder{}
+}
 
 // Label returns the label value r names.
 func (a *Arena) Label(r Ref) Label { return Label{a.s[r.off : r.off+r.n]} }
