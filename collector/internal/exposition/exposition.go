@@ -15,9 +15,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math"
 	"slices"
-	"strconv"
 	"strings"
 	"unicode/utf8"
 
@@ -136,29 +134,46 @@ func NewLabel(s string) (Label, bool) {
 	return Label{string(b)}, true
 }
 
-// Pack returns labels that share one string, in order: written in that
-// order, they are read from memory in order too. (Label values made one by
-// one lie wherever they were allocated; a scrape that writes a site's id
-// into each of its series, for 20,000 sites, waits on memory for each.)
-func Pack(ls []Label) []Label {
-	n := 0
-	for _, l := range ls {
-		n += len(l.escaped)
-	}
-	var b strings.Builder
-	b.Grow(n)
-	for _, l := range ls {
-		b.WriteString(l.escaped)
-	}
-	all := b.String()
-	out := make([]Label, len(ls))
-	at := 0
-	for i, l := range ls {
-		out[i] = Label{all[at : at+len(l.escaped)]}
-		at += len(l.escaped)
-	}
-	return out
+// An Arena keeps label values side by side in one string, each named by a
+// Ref, for one scrape. A scrape that copies its sites' label values into
+// one, in the order it writes them, reads them from memory in order (label
+// values made one by one lie wherever they were allocated; a scrape that
+// writes a site's id into each of its series, for 20,000 sites, waits on
+// memory for each), and its rows of Refs hold no pointers: the garbage
+// collector neither scans them nor guards their writes with barriers.
+//
+// Add values, then call Done, then Label. An Arena is not safe for
+// concurrent use until Done returns; after, it is read-only.
+type Arena struct {
+	b strings.Builder // its String is the text, not a copy of it
+	s string
 }
+
+// A Ref names a label value in an Arena.
+type Ref struct{ off, n uint32 }
+
+// NewArena returns an Arena with room for size bytes of label values.
+func NewArena(size int) *Arena {
+	a := &Arena{}
+	a.b.Grow(size)
+	return a
+}
+
+// Add copies l into the arena and returns its Ref.
+func (a *Arena) Add(l Label) Ref {
+	r := Ref{uint32(a.b.Len()), uint32(len(l.escaped))}
+	a.b.WriteString(l.escaped)
+	return r
+}
+
+// Done ends the adding.
+func (a *Arena) Done() {
+	a.s = a.b.String()
+	a.b = strings.Builder{}
+}
+
+// Label returns the label value r names.
+func (a *Arena) Label(r Ref) Label { return Label{a.s[r.off : r.off+r.n]} }
 
 // Sample writes one sample of family f with the label values lv, in the
 // order f's labels were given to NewFamily. The family's HELP and TYPE are
@@ -302,26 +317,4 @@ func appendLabelValue(b []byte, s string) (_ []byte, ok bool) {
 		}
 	}
 	return b, true
-}
-
-// appendFloat formats v as expfmt does.
-func appendFloat(b []byte, v float64) []byte {
-	switch {
-	case v == 1:
-		return append(b, '1')
-	case v == 0:
-		return append(b, '0')
-	case v == -1:
-		return append(b, '-', '1')
-	case math.IsNaN(v):
-		return append(b, "NaN"...)
-	case math.IsInf(v, +1):
-		return append(b, "+Inf"...)
-	case math.IsInf(v, -1):
-		return append(b, "-Inf"...)
-	case v > -1e6 && v < 1e6 && v == math.Trunc(v):
-		// what 'g' writes for an integer below 1e6 (status codes, counts)
-		return strconv.AppendInt(b, int64(v), 10)
-	}
-	return strconv.AppendFloat(b, v, 'g', -1, 64)
 }

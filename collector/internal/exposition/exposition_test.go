@@ -138,16 +138,19 @@ func TestNewLabel(t *testing.T) {
 	}
 }
 
-func TestPack(t *testing.T) {
+func TestArena(t *testing.T) {
+	a := NewArena(4)
+	var refs []Ref
 	var ls []Label
 	for _, s := range []string{"hub-1", "", "a \"b\"", "hub-22"} {
 		l, _ := NewLabel(s)
 		ls = append(ls, l)
+		refs = append(refs, a.Add(l))
 	}
-	packed := Pack(ls)
-	for i := range ls {
-		if packed[i] != ls[i] {
-			t.Errorf("Pack: %q, want %q", packed[i].escaped, ls[i].escaped)
+	a.Done()
+	for i, r := range refs {
+		if got := a.Label(r); got != ls[i] {
+			t.Errorf("Label(%v) = %q, want %q", r, got.escaped, ls[i].escaped)
 		}
 	}
 }

@@ -7,6 +7,11 @@ package metrics
 //	go test -run '^$' -bench WriteSeries -benchmem ./collector/internal/metrics/
 //
 // (collector's BenchmarkScrape measures the whole of /metrics, as served.)
+//
+// In the "history" cases each site's figures arrive 8 times, round-robin over
+// the sites as a history loaded at start-up delivers them: each site's
+// records then lie apart in the heap, as in a collector that has run a while,
+// and a scrape waits on memory to reach them.
 
 import (
 	"fmt"
@@ -20,8 +25,19 @@ import (
 	"github.com/hubmon/hubmon/collector/internal/store"
 )
 
-func benchFleet(n int) *Fleet {
+func benchFleet(n int) *Fleet { return benchFleetRounds(n, 1) }
+
+// benchFleetRounds is benchFleet with each site's figures observed rounds
+// times, an hour apart, round-robin over the sites.
+func benchFleetRounds(n, rounds int) *Fleet {
 	f := NewFleet()
+	for r := range rounds {
+		observeBenchFleet(f, n, t0.Add(time.Duration(r)*time.Hour))
+	}
+	return f
+}
+
+func observeBenchFleet(f *Fleet, n int, t0 time.Time) {
 	fl := wire.Float
 	expiry := t0.AddDate(0, 2, 0)
 	for i := range n {
@@ -49,13 +65,15 @@ func benchFleet(n int) *Fleet {
 		}
 		f.Observe(&wire.Measurement{Site: site, Probe: "services", Kind: wire.KindHTTP, MeasuredAt: at, Success: true, HTTP: &wire.HTTP{Results: hs}})
 	}
-	return f
 }
 
 func BenchmarkWriteSeries(b *testing.B) {
-	for _, n := range []int{1000, 20000} {
-		b.Run(fmt.Sprintf("sites=%d", n), func(b *testing.B) {
-			f := benchFleet(n)
+	for _, c := range []struct {
+		n, rounds int
+		name      string
+	}{{1000, 1, ""}, {20000, 1, ""}, {20000, 8, "/history"}} {
+		b.Run(fmt.Sprintf("sites=%d%s", c.n, c.name), func(b *testing.B) {
+			f := benchFleetRounds(c.n, c.rounds)
 			runtime.GC()
 			var ms runtime.MemStats
 			runtime.ReadMemStats(&ms)

@@ -54,24 +54,38 @@ const maxInterned = 4096
 // made anew each time. Safe for concurrent use.
 type labeler struct {
 	mu sync.Mutex
-	m  map[string]exposition.Label
+	m  map[string]interned
+}
+
+type interned struct {
+	s string // the value, kept once
+	l exposition.Label
 }
 
 // label returns s as a Label, or false if s is not valid UTF-8.
 func (l *labeler) label(s string) (exposition.Label, bool) {
+	_, lb, ok := l.intern(s)
+	return lb, ok
+}
+
+// intern returns s as a Label, and s itself as the labeler keeps it (a
+// string decoded from a message is its own allocation: keeping the
+// labeler's instead takes no memory per site); false if s is not valid
+// UTF-8.
+func (l *labeler) intern(s string) (string, exposition.Label, bool) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if lb, ok := l.m[s]; ok {
-		return lb, true
+	if in, ok := l.m[s]; ok {
+		return in.s, in.l, true
 	}
 	lb, ok := exposition.NewLabel(s)
 	if ok && len(l.m) < maxInterned {
 		if l.m == nil {
-			l.m = map[string]exposition.Label{}
+			l.m = map[string]interned{}
 		}
-		l.m[s] = lb
+		l.m[s] = interned{s, lb}
 	}
-	return lb, ok
+	return s, lb, ok
 }
 
 // labels returns the Labels of ss, or false if one is not valid UTF-8.
@@ -90,35 +104,54 @@ func (l *labeler) labels(ss ...string) ([]exposition.Label, bool) {
 type siteState struct {
 	id     string
 	label  exposition.Label
-	agent  *agentState   // the latest status; nil until one arrives
-	probes []*probeState // by name
+	agent  *agentState  // the latest status; nil until one arrives
+	probes []probeState // by name
 }
 
+// agentState is what the series and the status pages need of a site's
+// latest status (store.Agent). Read-only once stored.
 type agentState struct {
-	store.Agent
-	info [4]exposition.Label // agent_id, version, os, arch
+	lastSeen time.Time
+	start    float64 // when the agent started (Unix time)
+	counts   [agentCounts]int64
+	budget   int64
+	online   bool
+	unsynced bool                // the clock
+	version  string              // the agent's, interned
+	info     [4]exposition.Label // agent_id, version, os, arch
 }
+
+// The counts of agentState.counts, as a status has them.
+const (
+	countBacklog = iota
+	countDropped
+	countDataUsed
+	countSkipped
+	countShortened
+	countLost
+	agentCounts
+)
 
 // probeState is the latest state of one probe of a site. Read-only once
 // stored.
 type probeState struct {
-	name    string
+	name    string // interned
 	label   exposition.Label
-	lastRun time.Time   // the most recent run of any kind (the cap drops the least recent)
+	lastRun int64       // the most recent run of any kind, Unix ns (the cap drops the least recent)
 	speed   *speedState // speed tests; nil for other kinds
 	// the most recent result of each light stream (line quality by method;
 	// DNS, HTTP and Wi-Fi have one, variant ""), whole: a DNS name or
 	// service removed from the agent's config disappears, and one probe's
 	// series are bounded by the schema's limit on results per message
 	streams []stream
-	totals  []*lineTotal // line quality, by method
+	totals  []lineTotal // line quality, by method
 }
 
 // stream is the latest result of a light probe: one of line, dns, http,
 // wifi is set.
 type stream struct {
-	variant string
-	at      time.Time
+	variant string // interned
+	at      int64  // Unix ns
 	line    *lineFig
 	dns     []dnsFig
 	http    []httpFig
@@ -154,16 +187,19 @@ type (
 // httpPhases are the phases of an HTTP check, in the order httpFig has them.
 var httpPhases = [...]string{"dns", "connect", "tls", "first_byte", "total"}
 
-// figure is a value and when it was measured; ok is false for none.
+// figure is a value and when it was measured (Unix ns); ok is false for
+// none.
 type figure struct {
 	v  float64
-	at time.Time
+	at int64
 	ok bool
 }
 
+// speedState is the latest state of a speed-test probe; its times are Unix
+// ns (a time.Time is three times the size), 0 for none.
 type speedState struct {
 	lastAttempt time.Time
-	lastSuccess time.Time
+	lastSuccess int64
 	success     bool
 	download    figure
 	upload      figure
@@ -173,7 +209,7 @@ type speedState struct {
 	addedDown   figure
 	addedUp     figure
 	grade       exposition.Label
-	gradeAt     time.Time
+	gradeAt     int64
 	graded      bool
 }
 
@@ -206,20 +242,21 @@ func (f *Fleet) update(id string, fn func(s *siteState)) {
 // probe puts a copy of the named probe's state (a new one if there is
 // none) in a copy of s.probes and returns it, and whether it was known; nil
 // if the name is not valid UTF-8 (the schema's names are ASCII).
+//
+// The pointer is into s.probes: valid until s.probes changes (enforceCap).
 func (s *siteState) probe(name string, names *labeler) (*probeState, bool) {
-	i, known := slices.BinarySearchFunc(s.probes, name, func(p *probeState, name string) int { return strings.Compare(p.name, name) })
-	var p *probeState
+	i, known := slices.BinarySearchFunc(s.probes, name, func(p probeState, name string) int { return strings.Compare(p.name, name) })
+	var p probeState
 	if known {
-		c := *s.probes[i]
-		p = &c
+		p = s.probes[i]
 	} else {
-		label, ok := names.label(name)
+		name, label, ok := names.intern(name)
 		if !ok {
 			return nil, false
 		}
-		p = &probeState{name: name, label: label}
+		p = probeState{name: name, label: label}
 	}
-	probes := make([]*probeState, len(s.probes), len(s.probes)+1)
+	probes := make([]probeState, len(s.probes), len(s.probes)+1)
 	copy(probes, s.probes)
 	if known {
 		probes[i] = p
@@ -227,7 +264,7 @@ func (s *siteState) probe(name string, names *labeler) (*probeState, bool) {
 		probes = slices.Insert(probes, i, p)
 	}
 	s.probes = probes
-	return p, known
+	return &s.probes[i], known
 }
 
 // enforceCap drops the least recently measured probes beyond
@@ -236,7 +273,7 @@ func (s *siteState) enforceCap() {
 	for len(s.probes) > MaxProbesPerSite {
 		oldest := 0
 		for i, p := range s.probes {
-			if p.lastRun.Before(s.probes[oldest].lastRun) {
+			if p.lastRun < s.probes[oldest].lastRun {
 				oldest = i
 			}
 		}
@@ -244,8 +281,8 @@ func (s *siteState) enforceCap() {
 	}
 }
 
-func pick(cur figure, v *float64, at time.Time) figure {
-	if v == nil || (cur.ok && cur.at.After(at)) {
+func pick(cur figure, v *float64, at int64) figure {
+	if v == nil || (cur.ok && cur.at > at) {
 		return cur
 	}
 	return figure{*v, at, true}
@@ -270,8 +307,8 @@ func (f *Fleet) Observe(m *wire.Measurement) {
 		if p == nil {
 			return
 		}
-		if m.MeasuredAt.After(p.lastRun) {
-			p.lastRun = m.MeasuredAt
+		if at := m.MeasuredAt.UnixNano(); at > p.lastRun {
+			p.lastRun = at
 		}
 		if m.Kind == wire.KindSpeedtest {
 			if m.Speedtest != nil {
@@ -282,7 +319,7 @@ func (f *Fleet) Observe(m *wire.Measurement) {
 			switch {
 			case !found:
 				p.streams = slices.Insert(slices.Clone(p.streams), i, st)
-			case !st.at.Before(p.streams[i].at):
+			case st.at >= p.streams[i].at:
 				p.streams = slices.Clone(p.streams)
 				p.streams[i] = st
 			}
@@ -305,16 +342,16 @@ func nan(v *float64) float64 {
 // it has nothing to show. A result with a label value that is not valid
 // UTF-8 is left out (the schema's are valid).
 func newStream(m *wire.Measurement, names *labeler) (stream, bool) {
-	st := stream{at: m.MeasuredAt}
+	st := stream{at: m.MeasuredAt.UnixNano()}
 	switch {
 	case m.LineQuality != nil:
 		l := m.LineQuality
-		ls, ok := names.labels(l.Method)
+		method, label, ok := names.intern(l.Method)
 		if !ok {
 			return st, false
 		}
-		st.variant = l.Method
-		st.line = &lineFig{method: ls[0], sent: l.Sent, received: l.Received, p50: nan(l.RTTP50Seconds), p95: nan(l.RTTP95Seconds),
+		st.variant = method
+		st.line = &lineFig{method: label, sent: l.Sent, received: l.Received, p50: nan(l.RTTP50Seconds), p95: nan(l.RTTP95Seconds),
 			jitter: nan(l.JitterSeconds), outage: l.OutageSince != nil}
 	case m.DNS != nil:
 		st.dns = make([]dnsFig, 0, len(m.DNS.Results))
@@ -356,11 +393,11 @@ func observeSpeed(cur *speedState, m *wire.Measurement, names *labeler) *speedSt
 	if cur != nil {
 		*s = *cur
 	}
-	at := m.MeasuredAt
-	if !at.Before(s.lastAttempt) {
-		s.lastAttempt, s.success = at, m.Success
+	if !m.MeasuredAt.Before(s.lastAttempt) {
+		s.lastAttempt, s.success = m.MeasuredAt, m.Success
 	}
-	if m.Success && at.After(s.lastSuccess) {
+	at := m.MeasuredAt.UnixNano()
+	if m.Success && at > s.lastSuccess {
 		s.lastSuccess = at
 	}
 	st := m.Speedtest
@@ -371,7 +408,7 @@ func observeSpeed(cur *speedState, m *wire.Measurement, names *labeler) *speedSt
 	s.loadedUp = pick(s.loadedUp, st.LatencyUnderUploadSeconds, at)
 	s.addedDown = pick(s.addedDown, st.AddedLatencyUnderDownloadSeconds, at)
 	s.addedUp = pick(s.addedUp, st.AddedLatencyUnderUploadSeconds, at)
-	if st.BufferbloatGrade != "" && !at.Before(s.gradeAt) {
+	if st.BufferbloatGrade != "" && (!s.graded || at >= s.gradeAt) {
 		if l, ok := names.label(st.BufferbloatGrade); ok {
 			s.grade, s.gradeAt, s.graded = l, at, true
 		}
@@ -382,11 +419,16 @@ func observeSpeed(cur *speedState, m *wire.Measurement, names *labeler) *speedSt
 // ObserveAgent records the stored state of a site's agent.
 func (f *Fleet) ObserveAgent(a store.Agent) {
 	id, ok := exposition.NewLabel(a.AgentID) // one per site: not interned
-	ls, ok2 := f.names.labels(a.AgentVersion, a.OS, a.Arch)
-	if !ok || !ok2 {
+	version, lv, ok2 := f.names.intern(a.AgentVersion)
+	ls, ok3 := f.names.labels(a.OS, a.Arch)
+	if !ok || !ok2 || !ok3 {
 		return
 	}
-	as := &agentState{Agent: a, info: [4]exposition.Label{id, ls[0], ls[1], ls[2]}}
+	as := &agentState{lastSeen: a.LastSeenAt, start: unix(a.SentAt) - a.UptimeSeconds,
+		counts: [agentCounts]int64{countBacklog: a.OutboxBacklog, countDropped: a.OutboxDroppedTotal, countDataUsed: a.DataUsedBytes,
+			countSkipped: a.SpeedtestsSkipped, countShortened: a.SpeedtestsShortened, countLost: a.MeasurementsLostTotal},
+		budget: a.DataBudgetBytes, online: a.State == wire.StateOnline, unsynced: a.ClockUnsynced, version: version,
+		info: [4]exposition.Label{id, lv, ls[0], ls[1]}}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.update(a.Site, func(s *siteState) { s.agent = as })
@@ -397,12 +439,12 @@ func (f *Fleet) Seen(site string, t time.Time) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	i, ok := f.index[site]
-	if !ok || f.list[i].agent == nil || !t.After(f.list[i].agent.LastSeenAt) {
+	if !ok || f.list[i].agent == nil || !t.After(f.list[i].agent.lastSeen) {
 		return
 	}
 	f.update(site, func(s *siteState) {
 		a := *s.agent
-		a.LastSeenAt = t
+		a.lastSeen = t
 		s.agent = &a
 	})
 }

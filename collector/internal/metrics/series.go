@@ -4,7 +4,6 @@ import (
 	"math"
 	"time"
 
-	"github.com/hubmon/hubmon/agent/wire"
 	"github.com/hubmon/hubmon/collector/internal/exposition"
 )
 
@@ -103,7 +102,10 @@ var (
 		"Measurements the agent could not write to its outbox since it started.", gauge, "site")
 )
 
-func unix(t time.Time) float64 { return float64(t.UnixNano()) / 1e9 }
+func unix(t time.Time) float64 { return unixNano(t.UnixNano()) }
+
+// unixNano returns Unix ns as Unix time in seconds.
+func unixNano(ns int64) float64 { return float64(ns) / 1e9 }
 
 func b2f(b bool) float64 {
 	if b {
@@ -138,8 +140,10 @@ func label(s string) exposition.Label {
 // order, with the figures copied in: each family is written in a pass over
 // one of them, which reads memory in order (a pass that followed pointers
 // to 20,000 sites' records, scattered in the heap, waited on memory for
-// each).
+// each). Their label values are copied, in the same order, into one arena:
+// the rows hold no pointers.
 type rows struct {
+	labels *exposition.Arena
 	speeds []speedRow
 	lines  []lineRow
 	totals []totalRow
@@ -147,42 +151,53 @@ type rows struct {
 	http   []httpRow
 	wifi   []wifiRow
 	agents []agentRow
+	// touched is what touch read: kept, so that the reads are made
+	touched int
 }
+
+type ref = exposition.Ref
 
 type (
 	speedRow struct {
-		site, probe               exposition.Label
+		site, probe, grade        ref
 		down, up, latency         float64 // NaN for none
 		downAt, upAt, lastSuccess float64 // Unix time; NaN for none
 		loaded, added             [2]float64
 		success, graded           bool
-		grade                     exposition.Label
 	}
 	lineRow struct {
-		site, probe exposition.Label
-		l           lineFig
+		site, probe, method ref
+		sent, received      int64
+		p50, p95, jitter    float64
+		outage              bool
 	}
 	totalRow struct {
-		site, probe exposition.Label
-		t           lineTotal
+		site, probe, method ref
+		sent, received      int64
+		outages             [len(causes)]int64
+		outageSeconds       [len(causes)]float64
 	}
 	dnsRow struct {
-		site, probe exposition.Label
-		d           dnsFig
+		site, probe, resolver, name ref
+		success                     bool
+		seconds                     float64
 	}
 	httpRow struct {
-		site, probe exposition.Label
-		h           httpFig
+		site, probe, name ref
+		success           bool
+		status            int
+		phases            [len(httpPhases)]float64
+		cert              float64
 	}
 	wifiRow struct {
-		site, probe exposition.Label
-		w           *wifiFig
+		site, probe, iface, ssid, band ref
+		signal, rate, hertz            float64
 	}
 	agentRow struct {
-		site   exposition.Label
+		site   ref
+		info   [4]ref
 		v      [len(agentFigures)]float64
 		budget int64
-		info   [4]exposition.Label
 	}
 )
 
@@ -192,16 +207,16 @@ var agentFigures = [...]struct {
 	fam *exposition.Family
 	get func(a *agentState) float64
 }{
-	{famUp, func(a *agentState) float64 { return b2f(a.State == wire.StateOnline) }},
-	{famLastSeen, func(a *agentState) float64 { return unix(a.LastSeenAt) }},
-	{famBacklog, func(a *agentState) float64 { return float64(a.OutboxBacklog) }},
-	{famDropped, func(a *agentState) float64 { return float64(a.OutboxDroppedTotal) }},
-	{famStart, func(a *agentState) float64 { return unix(a.SentAt) - a.UptimeSeconds }},
-	{famClock, func(a *agentState) float64 { return b2f(!a.ClockUnsynced) }},
-	{famBudgetUsed, func(a *agentState) float64 { return float64(a.DataUsedBytes) }},
-	{famSkipped, func(a *agentState) float64 { return float64(a.SpeedtestsSkipped) }},
-	{famShortened, func(a *agentState) float64 { return float64(a.SpeedtestsShortened) }},
-	{famLost, func(a *agentState) float64 { return float64(a.MeasurementsLostTotal) }},
+	{famUp, func(a *agentState) float64 { return b2f(a.online) }},
+	{famLastSeen, func(a *agentState) float64 { return unix(a.lastSeen) }},
+	{famBacklog, func(a *agentState) float64 { return float64(a.counts[countBacklog]) }},
+	{famDropped, func(a *agentState) float64 { return float64(a.counts[countDropped]) }},
+	{famStart, func(a *agentState) float64 { return a.start }},
+	{famClock, func(a *agentState) float64 { return b2f(!a.unsynced) }},
+	{famBudgetUsed, func(a *agentState) float64 { return float64(a.counts[countDataUsed]) }},
+	{famSkipped, func(a *agentState) float64 { return float64(a.counts[countSkipped]) }},
+	{famShortened, func(a *agentState) float64 { return float64(a.counts[countShortened]) }},
+	{famLost, func(a *agentState) float64 { return float64(a.counts[countLost]) }},
 }
 
 // value returns f's value, or NaN for none.
@@ -217,23 +232,29 @@ func (f figure) time() float64 {
 	if !f.ok {
 		return math.NaN()
 	}
-	return unix(f.at)
+	return unixNano(f.at)
 }
 
-func newSpeedRow(site, probe exposition.Label, s *speedState) speedRow {
+func newSpeedRow(site, probe ref, s *speedState, ar *exposition.Arena) speedRow {
 	r := speedRow{site: site, probe: probe, down: s.download.value() / 8, up: s.upload.value() / 8, latency: s.latency.value(),
 		downAt: s.download.time(), upAt: s.upload.time(), lastSuccess: math.NaN(),
 		loaded:  [2]float64{s.loadedDown.value(), s.loadedUp.value()},
 		added:   [2]float64{s.addedDown.value(), s.addedUp.value()},
-		success: s.success, graded: s.graded, grade: s.grade}
-	if !s.lastSuccess.IsZero() {
-		r.lastSuccess = unix(s.lastSuccess)
+		success: s.success, graded: s.graded}
+	if s.graded {
+		r.grade = ar.Add(s.grade)
+	}
+	if s.lastSuccess != 0 {
+		r.lastSuccess = unixNano(s.lastSuccess)
 	}
 	return r
 }
 
-func newAgentRow(site exposition.Label, a *agentState) agentRow {
-	r := agentRow{site: site, budget: a.DataBudgetBytes, info: a.info}
+func newAgentRow(site ref, a *agentState, ar *exposition.Arena) agentRow {
+	r := agentRow{site: site, budget: a.budget}
+	for i, l := range a.info {
+		r.info[i] = ar.Add(l)
+	}
 	for i, f := range agentFigures {
 		r.v[i] = f.get(a)
 	}
@@ -241,56 +262,127 @@ func newAgentRow(site exposition.Label, a *agentState) agentRow {
 }
 
 func flatten(snap []*siteState) *rows {
-	r := &rows{speeds: make([]speedRow, 0, len(snap)), lines: make([]lineRow, 0, len(snap)), totals: make([]totalRow, 0, len(snap)),
-		dns: make([]dnsRow, 0, 2*len(snap)), http: make([]httpRow, 0, 3*len(snap)), agents: make([]agentRow, 0, len(snap))}
-	sites := make([]exposition.Label, len(snap))
+	r := &rows{labels: exposition.NewArena(160 * len(snap)), speeds: make([]speedRow, 0, len(snap)), lines: make([]lineRow, 0, len(snap)),
+		totals: make([]totalRow, 0, len(snap)), dns: make([]dnsRow, 0, 2*len(snap)), http: make([]httpRow, 0, 3*len(snap)),
+		agents: make([]agentRow, 0, len(snap))}
+	ar := r.labels
 	for i, s := range snap {
-		sites[i] = s.label
-	}
-	sites = exposition.Pack(sites)
-	for i, s := range snap {
-		site := sites[i]
-		if s.agent != nil {
-			r.agents = append(r.agents, newAgentRow(site, s.agent))
+		if i%touchBatch == 0 {
+			r.touched += touch(snap[i:min(i+touchBatch, len(snap))])
 		}
-		for _, p := range s.probes {
+		site := ar.Add(s.label)
+		if s.agent != nil {
+			r.agents = append(r.agents, newAgentRow(site, s.agent, ar))
+		}
+		for i := range s.probes {
+			p := &s.probes[i]
+			probe := ar.Add(p.label)
 			if p.speed != nil {
-				r.speeds = append(r.speeds, newSpeedRow(site, p.label, p.speed))
+				r.speeds = append(r.speeds, newSpeedRow(site, probe, p.speed, ar))
 			}
 			for i := range p.streams {
 				st := &p.streams[i]
 				switch {
 				case st.line != nil:
-					r.lines = append(r.lines, lineRow{site, p.label, *st.line})
+					l := st.line
+					r.lines = append(r.lines, lineRow{site: site, probe: probe, method: ar.Add(l.method), sent: l.sent, received: l.received,
+						p50: l.p50, p95: l.p95, jitter: l.jitter, outage: l.outage})
 				case st.wifi != nil:
-					r.wifi = append(r.wifi, wifiRow{site, p.label, st.wifi})
+					x := st.wifi
+					r.wifi = append(r.wifi, wifiRow{site: site, probe: probe, iface: ar.Add(x.iface), ssid: ar.Add(x.ssid), band: ar.Add(x.band),
+						signal: x.signal, rate: x.rate, hertz: x.hertz})
 				}
 				for j := range st.dns {
-					r.dns = append(r.dns, dnsRow{site, p.label, st.dns[j]})
+					d := &st.dns[j]
+					r.dns = append(r.dns, dnsRow{site: site, probe: probe, resolver: ar.Add(d.resolver), name: ar.Add(d.name),
+						success: d.success, seconds: d.seconds})
 				}
 				for j := range st.http {
-					r.http = append(r.http, httpRow{site, p.label, st.http[j]})
+					h := &st.http[j]
+					r.http = append(r.http, httpRow{site: site, probe: probe, name: ar.Add(h.name), success: h.success, status: h.status,
+						phases: h.phases, cert: h.cert})
 				}
 			}
-			for _, t := range p.totals {
-				r.totals = append(r.totals, totalRow{site, p.label, *t})
+			for i := range p.totals {
+				t := &p.totals[i]
+				r.totals = append(r.totals, totalRow{site: site, probe: probe, method: ar.Add(t.label), sent: t.sent, received: t.received,
+					outages: t.outages, outageSeconds: t.outageSeconds})
 			}
 		}
 	}
+	ar.Done()
 	return r
+}
+
+// touchBatch is how many sites touch reads ahead of flatten.
+const touchBatch = 32
+
+// touch reads what flatten will read of a batch of sites, level by level
+// (the site, then its probes, then their figures): a read waits on memory
+// (the records of 20,000 sites are scattered in the heap), and reads that
+// do not depend on each other wait together, where flatten, one site after
+// another, would wait for each in turn. It returns a sum of what it read.
+func touch(batch []*siteState) int {
+	n := 0
+	for _, s := range batch {
+		n += len(s.probes)
+	}
+	for _, s := range batch {
+		if len(s.id) > 0 {
+			n += int(s.id[0])
+		}
+		if a := s.agent; a != nil {
+			n += int(a.budget)
+		}
+		for i := range s.probes {
+			p := &s.probes[i]
+			n += len(p.streams) + len(p.totals)
+			if p.speed != nil {
+				n += int(p.speed.lastSuccess)
+			}
+		}
+	}
+	for _, s := range batch {
+		for i := range s.probes {
+			p := &s.probes[i]
+			for j := range p.streams {
+				st := &p.streams[j]
+				n += len(st.dns) + len(st.http)
+				if st.line != nil {
+					n += int(st.line.sent)
+				}
+			}
+			for j := range p.totals {
+				n += int(p.totals[j].sent)
+			}
+		}
+	}
+	for _, s := range batch {
+		for i := range s.probes {
+			for _, st := range s.probes[i].streams {
+				if len(st.dns) > 0 {
+					n += int(st.dns[len(st.dns)-1].seconds)
+				}
+				if len(st.http) > 0 {
+					n += st.http[0].status + st.http[len(st.http)-1].status
+				}
+			}
+		}
+	}
+	return n
 }
 
 // WriteSeries writes the series of every site to w, from a snapshot taken
 // when it starts. It may be called concurrently with everything else.
 func (f *Fleet) WriteSeries(w *exposition.Writer) {
 	r := flatten(f.snapshot())
-	writeSpeeds(w, r.speeds)
-	writeLines(w, r.lines, r.totals)
-	writeLight(w, r)
-	writeAgents(w, r.agents)
+	writeSpeeds(w, r.labels, r.speeds)
+	writeLines(w, r.labels, r.lines, r.totals)
+	writeLight(w, r.labels, r)
+	writeAgents(w, r.labels, r.agents)
 }
 
-func writeSpeeds(w *exposition.Writer, speeds []speedRow) {
+func writeSpeeds(w *exposition.Writer, ar *exposition.Arena, speeds []speedRow) {
 	for _, fig := range []struct {
 		fam *exposition.Family
 		get func(r *speedRow) float64
@@ -302,26 +394,26 @@ func writeSpeeds(w *exposition.Writer, speeds []speedRow) {
 		for i := range speeds {
 			r := &speeds[i]
 			if v := fig.get(r); !math.IsNaN(v) {
-				w.SampleLabels(fig.fam, v, r.site, r.probe)
+				w.SampleLabels(fig.fam, v, ar.Label(r.site), ar.Label(r.probe))
 			}
 		}
 	}
 	for i := range speeds {
 		r := &speeds[i]
 		if !math.IsNaN(r.downAt) {
-			w.SampleLabels(famFigureTime, r.downAt, r.site, r.probe, lDownload)
+			w.SampleLabels(famFigureTime, r.downAt, ar.Label(r.site), ar.Label(r.probe), lDownload)
 		}
 		if !math.IsNaN(r.upAt) {
-			w.SampleLabels(famFigureTime, r.upAt, r.site, r.probe, lUpload)
+			w.SampleLabels(famFigureTime, r.upAt, ar.Label(r.site), ar.Label(r.probe), lUpload)
 		}
 	}
 	for i := range speeds {
 		r := &speeds[i]
-		w.SampleLabels(famSuccess, b2f(r.success), r.site, r.probe)
+		w.SampleLabels(famSuccess, b2f(r.success), ar.Label(r.site), ar.Label(r.probe))
 	}
 	for i := range speeds {
 		if r := &speeds[i]; !math.IsNaN(r.lastSuccess) {
-			w.SampleLabels(famLastSuccess, r.lastSuccess, r.site, r.probe)
+			w.SampleLabels(famLastSuccess, r.lastSuccess, ar.Label(r.site), ar.Label(r.probe))
 		}
 	}
 	for _, dir := range []struct {
@@ -335,136 +427,136 @@ func writeSpeeds(w *exposition.Writer, speeds []speedRow) {
 			r := &speeds[i]
 			for d, v := range dir.get(r) {
 				if !math.IsNaN(v) {
-					w.SampleLabels(dir.fam, v, r.site, r.probe, lDirections[d])
+					w.SampleLabels(dir.fam, v, ar.Label(r.site), ar.Label(r.probe), lDirections[d])
 				}
 			}
 		}
 	}
 	for i := range speeds {
 		if r := &speeds[i]; r.graded {
-			w.SampleLabels(famGrade, 1, r.site, r.probe, r.grade)
+			w.SampleLabels(famGrade, 1, ar.Label(r.site), ar.Label(r.probe), ar.Label(r.grade))
 		}
 	}
 }
 
-func writeLines(w *exposition.Writer, lines []lineRow, totals []totalRow) {
+func writeLines(w *exposition.Writer, ar *exposition.Arena, lines []lineRow, totals []totalRow) {
 	for i := range lines {
 		r := &lines[i]
-		if l := r.l; l.sent > 0 {
-			w.SampleLabels(famLQLoss, float64(l.sent-l.received)/float64(l.sent), r.site, r.probe, l.method)
+		if r.sent > 0 {
+			w.SampleLabels(famLQLoss, float64(r.sent-r.received)/float64(r.sent), ar.Label(r.site), ar.Label(r.probe), ar.Label(r.method))
 		}
 	}
 	for i := range lines {
 		r := &lines[i]
-		if !math.IsNaN(r.l.p50) {
-			w.SampleLabels(famLQRTT, r.l.p50, r.site, r.probe, r.l.method, lP50)
+		if !math.IsNaN(r.p50) {
+			w.SampleLabels(famLQRTT, r.p50, ar.Label(r.site), ar.Label(r.probe), ar.Label(r.method), lP50)
 		}
-		if !math.IsNaN(r.l.p95) {
-			w.SampleLabels(famLQRTT, r.l.p95, r.site, r.probe, r.l.method, lP95)
-		}
-	}
-	for i := range lines {
-		r := &lines[i]
-		if !math.IsNaN(r.l.jitter) {
-			w.SampleLabels(famLQJitter, r.l.jitter, r.site, r.probe, r.l.method)
+		if !math.IsNaN(r.p95) {
+			w.SampleLabels(famLQRTT, r.p95, ar.Label(r.site), ar.Label(r.probe), ar.Label(r.method), lP95)
 		}
 	}
 	for i := range lines {
 		r := &lines[i]
-		w.SampleLabels(famLQOutage, b2f(r.l.outage), r.site, r.probe, r.l.method)
+		if !math.IsNaN(r.jitter) {
+			w.SampleLabels(famLQJitter, r.jitter, ar.Label(r.site), ar.Label(r.probe), ar.Label(r.method))
+		}
+	}
+	for i := range lines {
+		r := &lines[i]
+		w.SampleLabels(famLQOutage, b2f(r.outage), ar.Label(r.site), ar.Label(r.probe), ar.Label(r.method))
 	}
 	for i := range totals {
 		r := &totals[i]
-		w.SampleLabels(famLQSentTotal, float64(r.t.sent), r.site, r.probe, r.t.label)
+		w.SampleLabels(famLQSentTotal, float64(r.sent), ar.Label(r.site), ar.Label(r.probe), ar.Label(r.method))
 	}
 	for i := range totals {
 		r := &totals[i]
-		w.SampleLabels(famLQLostTotal, float64(r.t.sent-r.t.received), r.site, r.probe, r.t.label)
-	}
-	for i := range totals {
-		r := &totals[i]
-		for c := range causes {
-			w.SampleLabels(famLQOutagesTotal, float64(r.t.outages[c]), r.site, r.probe, r.t.label, lCauses[c])
-		}
+		w.SampleLabels(famLQLostTotal, float64(r.sent-r.received), ar.Label(r.site), ar.Label(r.probe), ar.Label(r.method))
 	}
 	for i := range totals {
 		r := &totals[i]
 		for c := range causes {
-			w.SampleLabels(famLQOutageSecondsTotal, r.t.outageSeconds[c], r.site, r.probe, r.t.label, lCauses[c])
+			w.SampleLabels(famLQOutagesTotal, float64(r.outages[c]), ar.Label(r.site), ar.Label(r.probe), ar.Label(r.method), lCauses[c])
+		}
+	}
+	for i := range totals {
+		r := &totals[i]
+		for c := range causes {
+			w.SampleLabels(famLQOutageSecondsTotal, r.outageSeconds[c], ar.Label(r.site), ar.Label(r.probe), ar.Label(r.method), lCauses[c])
 		}
 	}
 }
 
-func writeLight(w *exposition.Writer, r *rows) {
+func writeLight(w *exposition.Writer, ar *exposition.Arena, r *rows) {
 	for i := range r.dns {
 		x := &r.dns[i]
-		w.SampleLabels(famDNSSuccess, b2f(x.d.success), x.site, x.probe, x.d.resolver, x.d.name)
+		w.SampleLabels(famDNSSuccess, b2f(x.success), ar.Label(x.site), ar.Label(x.probe), ar.Label(x.resolver), ar.Label(x.name))
 	}
 	for i := range r.dns {
 		x := &r.dns[i]
-		if !math.IsNaN(x.d.seconds) {
-			w.SampleLabels(famDNSSeconds, x.d.seconds, x.site, x.probe, x.d.resolver, x.d.name)
+		if !math.IsNaN(x.seconds) {
+			w.SampleLabels(famDNSSeconds, x.seconds, ar.Label(x.site), ar.Label(x.probe), ar.Label(x.resolver), ar.Label(x.name))
 		}
 	}
 	for i := range r.http {
 		x := &r.http[i]
-		w.SampleLabels(famHTTPSuccess, b2f(x.h.success), x.site, x.probe, x.h.name)
+		w.SampleLabels(famHTTPSuccess, b2f(x.success), ar.Label(x.site), ar.Label(x.probe), ar.Label(x.name))
 	}
 	for i := range r.http {
 		x := &r.http[i]
-		if x.h.status > 0 {
-			w.SampleLabels(famHTTPStatus, float64(x.h.status), x.site, x.probe, x.h.name)
+		if x.status > 0 {
+			w.SampleLabels(famHTTPStatus, float64(x.status), ar.Label(x.site), ar.Label(x.probe), ar.Label(x.name))
 		}
 	}
 	for i := range r.http {
 		x := &r.http[i]
-		for ph, v := range x.h.phases {
+		for ph, v := range x.phases {
 			if !math.IsNaN(v) {
-				w.SampleLabels(famHTTPPhase, v, x.site, x.probe, x.h.name, lPhases[ph])
+				w.SampleLabels(famHTTPPhase, v, ar.Label(x.site), ar.Label(x.probe), ar.Label(x.name), lPhases[ph])
 			}
 		}
 	}
 	for i := range r.http {
 		x := &r.http[i]
-		if !math.IsNaN(x.h.cert) {
-			w.SampleLabels(famHTTPCert, x.h.cert, x.site, x.probe, x.h.name)
+		if !math.IsNaN(x.cert) {
+			w.SampleLabels(famHTTPCert, x.cert, ar.Label(x.site), ar.Label(x.probe), ar.Label(x.name))
 		}
 	}
 	for _, fig := range []struct {
 		fam *exposition.Family
-		get func(w *wifiFig) float64
+		get func(w *wifiRow) float64
 	}{
-		{famWiFiSignal, func(w *wifiFig) float64 { return w.signal }},
-		{famWiFiRate, func(w *wifiFig) float64 { return w.rate }},
-		{famWiFiFreq, func(w *wifiFig) float64 { return w.hertz }},
+		{famWiFiSignal, func(w *wifiRow) float64 { return w.signal }},
+		{famWiFiRate, func(w *wifiRow) float64 { return w.rate }},
+		{famWiFiFreq, func(w *wifiRow) float64 { return w.hertz }},
 	} {
 		for i := range r.wifi {
 			x := &r.wifi[i]
-			if v := fig.get(x.w); !math.IsNaN(v) {
-				w.SampleLabels(fig.fam, v, x.site, x.probe)
+			if v := fig.get(x); !math.IsNaN(v) {
+				w.SampleLabels(fig.fam, v, ar.Label(x.site), ar.Label(x.probe))
 			}
 		}
 	}
 	for i := range r.wifi {
 		x := &r.wifi[i]
-		w.SampleLabels(famWiFiInfo, 1, x.site, x.probe, x.w.iface, x.w.ssid, x.w.band)
+		w.SampleLabels(famWiFiInfo, 1, ar.Label(x.site), ar.Label(x.probe), ar.Label(x.iface), ar.Label(x.ssid), ar.Label(x.band))
 	}
 }
 
-func writeAgents(w *exposition.Writer, agents []agentRow) {
+func writeAgents(w *exposition.Writer, ar *exposition.Arena, agents []agentRow) {
 	for f, fig := range agentFigures {
 		for i := range agents {
 			r := &agents[i]
-			w.SampleLabels(fig.fam, r.v[f], r.site)
+			w.SampleLabels(fig.fam, r.v[f], ar.Label(r.site))
 		}
 	}
 	for i := range agents {
 		r := &agents[i]
-		w.SampleLabels(famInfo, 1, r.site, r.info[0], r.info[1], r.info[2], r.info[3])
+		w.SampleLabels(famInfo, 1, ar.Label(r.site), ar.Label(r.info[0]), ar.Label(r.info[1]), ar.Label(r.info[2]), ar.Label(r.info[3]))
 	}
 	for i := range agents {
 		if r := &agents[i]; r.budget > 0 {
-			w.SampleLabels(famBudget, float64(r.budget), r.site)
+			w.SampleLabels(famBudget, float64(r.budget), ar.Label(r.site))
 		}
 	}
 }

@@ -1,10 +1,6 @@
 package metrics
 
-import (
-	"time"
-
-	"github.com/hubmon/hubmon/agent/wire"
-)
+import "time"
 
 // SiteSummary is what the collector's own status pages show of one hub:
 // the state a member of staff wants to see after plugging the box in.
@@ -35,22 +31,24 @@ func (f *Fleet) Sites() []SiteSummary {
 	for _, st := range f.snapshot() {
 		s := SiteSummary{Site: st.id}
 		if a := st.agent; a != nil {
-			s.StatusKnown, s.Online, s.LastSeen, s.AgentVersion = true, a.State == wire.StateOnline, a.LastSeenAt, a.AgentVersion
+			s.StatusKnown, s.Online, s.LastSeen, s.AgentVersion = true, a.online, a.lastSeen, a.version
 		}
-		for _, p := range st.probes {
+		for i := range st.probes {
+			p := &st.probes[i]
 			sp := p.speed
 			if sp == nil || (s.Speed != nil && !sp.lastAttempt.After(s.Speed.At)) {
 				continue
 			}
 			sum := &SpeedSummary{Probe: p.name, At: sp.lastAttempt, Success: sp.success}
 			// the figures of that very test, when it measured them
-			if sp.download.ok && sp.download.at.Equal(sp.lastAttempt) {
+			last := sp.lastAttempt.UnixNano()
+			if sp.download.ok && sp.download.at == last {
 				sum.Download = &sp.download.v
 			}
-			if sp.upload.ok && sp.upload.at.Equal(sp.lastAttempt) {
+			if sp.upload.ok && sp.upload.at == last {
 				sum.Upload = &sp.upload.v
 			}
-			if sp.latency.ok && sp.latency.at.Equal(sp.lastAttempt) {
+			if sp.latency.ok && sp.latency.at == last {
 				sum.Latency = &sp.latency.v
 			}
 			s.Speed = sum

@@ -30,7 +30,7 @@ func causeIndex(cause string) int {
 // outbox drains in a burst after an outage), counters do not. Read-only once
 // stored.
 type lineTotal struct {
-	method         string
+	method         string           // interned
 	label          exposition.Label // of method
 	sent, received int64
 	outages        [len(causes)]int64
@@ -40,25 +40,21 @@ type lineTotal struct {
 // total puts a copy of the stream's totals (new ones if there are none) in
 // a copy of p.totals and returns it; nil if method is not valid UTF-8 (the
 // schema's methods are ASCII).
+//
+// The pointer is into p.totals: valid until p.totals changes.
 func (p *probeState) total(method string, names *labeler) *lineTotal {
-	i, found := slices.BinarySearchFunc(p.totals, method, func(t *lineTotal, m string) int { return strings.Compare(t.method, m) })
-	t := &lineTotal{method: method}
-	if found {
-		*t = *p.totals[i]
-	} else {
-		var ok bool
-		if t.label, ok = names.label(method); !ok {
+	i, found := slices.BinarySearchFunc(p.totals, method, func(t lineTotal, m string) int { return strings.Compare(t.method, m) })
+	totals := make([]lineTotal, len(p.totals), len(p.totals)+1)
+	copy(totals, p.totals)
+	if !found {
+		method, label, ok := names.intern(method)
+		if !ok {
 			return nil
 		}
-	}
-	totals := slices.Clone(p.totals)
-	if found {
-		totals[i] = t
-	} else {
-		totals = slices.Insert(totals, i, t)
+		totals = slices.Insert(totals, i, lineTotal{method: method, label: label})
 	}
 	p.totals = totals
-	return t
+	return &p.totals[i]
 }
 
 // SetLineTotal sets a stream's totals from the history (at start-up).
@@ -102,7 +98,10 @@ func (f *Fleet) Count(m *wire.Measurement) {
 			return
 		}
 		if !known {
-			s.enforceCap()
+			// after the counting: p points into s.probes (the cap
+			// drops the least recently measured probe, whose counts
+			// do not change that)
+			defer s.enforceCap()
 		}
 		t := p.total(l.Method, &f.names)
 		if t == nil {
