@@ -34,8 +34,14 @@ type Sites interface {
 }
 
 // Publisher sends an ack message to an agent. It must not block for long;
-// a lost ack only makes the agent re-send (the history stores it once).
+// a lost ack only makes the agent re-send (the history stores it once). It
+// returns ErrAckBusy when it cannot take an ack now: the ack is kept, with
+// the site's later ones, and tried again.
 type Publisher func(topic string, payload []byte) error
+
+// ErrAckBusy is what a Publisher returns when too many acks await the
+// broker (Subscriber.Publish).
+var ErrAckBusy = errors.New("ingest: too many acks in flight")
 
 // Options configure an Ingester.
 type Options struct {
@@ -402,11 +408,15 @@ func (in *Ingester) acker() {
 	defer close(in.ackDone)
 	pending := map[string]*wire.Ack{}
 	size := map[string]int{}
-	flush := func(site string) {
-		a := pending[site]
+	// flush publishes the site's ack and reports false when the publisher
+	// is busy: the ack is kept, growing, for a later tick
+	flush := func(site string) bool {
+		if !in.sendAck(site, pending[site]) {
+			return false
+		}
 		delete(pending, site)
 		delete(size, site)
-		in.sendAck(site, a)
+		return true
 	}
 	tick := time.NewTicker(in.opts.AckDelay)
 	defer tick.Stop()
@@ -415,7 +425,9 @@ func (in *Ingester) acker() {
 		case a, ok := <-in.acks:
 			if !ok {
 				for site := range pending {
-					flush(site)
+					if !flush(site) { // lost: the agent re-sends after its timeout
+						in.opts.Health.Acks.WithLabelValues("error").Inc()
+					}
 				}
 				return
 			}
@@ -423,6 +435,12 @@ func (in *Ingester) acker() {
 			if ack == nil {
 				ack = &wire.Ack{Version: wire.Version, Site: a.site}
 				pending[a.site] = ack
+			}
+			if size[a.site] > wire.MaxPayloadBytes*3/4 {
+				// held back this long (the publisher busy) and still
+				// growing: the agent re-sends this one after its timeout
+				in.opts.Health.Acks.WithLabelValues("error").Inc()
+				continue
 			}
 			if a.rejected == "" {
 				ack.Stored = append(ack.Stored, a.id)
@@ -436,30 +454,38 @@ func (in *Ingester) acker() {
 			}
 		case <-tick.C:
 			for site := range pending {
-				flush(site)
+				if !flush(site) {
+					break // busy: the rest wait for the next tick too
+				}
 			}
 		}
 	}
 }
 
-func (in *Ingester) sendAck(site string, a *wire.Ack) {
+// sendAck publishes a and reports whether it is done with (published, or
+// lost and counted); false when the publisher is busy and a should be kept.
+func (in *Ingester) sendAck(site string, a *wire.Ack) bool {
 	in.pubMu.Lock()
 	pub := in.publish
 	in.pubMu.Unlock()
 	if pub == nil {
 		in.opts.Health.Acks.WithLabelValues("error").Inc()
-		return
+		return true
 	}
 	payload, err := json.Marshal(a)
 	if err == nil {
 		err = pub(wire.Topic(site, wire.TopicAck), payload)
 	}
+	if errors.Is(err, ErrAckBusy) {
+		return false
+	}
 	if err != nil {
 		in.opts.Health.Acks.WithLabelValues("error").Inc()
 		in.log.Warn("ack not published; the agent will re-send", "site", site, "err", err)
-		return
+		return true
 	}
 	in.opts.Health.Acks.WithLabelValues("ok").Inc()
+	return true
 }
 
 // Ready returns why the last commit to the history failed, or nil if it

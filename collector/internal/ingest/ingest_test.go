@@ -249,3 +249,49 @@ func BenchmarkHandleParallel(b *testing.B) {
 	})
 	b.ReportMetric(float64(n.Load())/b.Elapsed().Seconds(), "msgs/s")
 }
+
+// While the publisher is busy (too many acks in flight), acks are kept, a
+// site's gathered into one message, and published when it takes them again:
+// none lost, none counted as errors.
+func TestAcksWaitWhilePublisherBusy(t *testing.T) {
+	f := setup(t)
+	var busy atomic.Bool
+	busy.Store(true)
+	var refused atomic.Int64
+	f.in.SetPublisher(func(topic string, payload []byte) error {
+		if busy.Load() {
+			refused.Add(1)
+			return ErrAckBusy
+		}
+		return f.acks.publish(topic, payload)
+	})
+	ctx := context.Background()
+	var m wire.Measurement
+	if err := json.Unmarshal(golden(t), &m); err != nil {
+		t.Fatal(err)
+	}
+	const n = 20
+	for i := range n {
+		m.MessageID = fmt.Sprintf("Z3Q6B7Y4M2KD5WXAJ7H2N4P%03d", i)
+		m.Seq = int64(i + 1)
+		p, _ := json.Marshal(&m)
+		if err := f.in.Handle(ctx, site, wire.TopicMeasurement, p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, "the publisher to be asked several times", func() bool { return refused.Load() >= 3 })
+	if s, _ := f.acks.all(); len(s) != 0 {
+		t.Fatalf("%d acks published while busy", len(s))
+	}
+	busy.Store(false)
+	waitFor(t, "every ack", func() bool { s, _ := f.acks.all(); return len(s) == n })
+	f.acks.mu.Lock()
+	msgs := len(f.acks.msgs)
+	f.acks.mu.Unlock()
+	if msgs != 1 {
+		t.Errorf("%d ack messages for one site's %d acks held back, want 1", msgs, n)
+	}
+	if got := testutil.ToFloat64(f.health.Acks.WithLabelValues("error")); got != 0 {
+		t.Errorf("ack errors counted: %v", got)
+	}
+}

@@ -85,6 +85,8 @@ type Subscriber struct {
 	queued int            // payload bytes in queue and in the feed's hands
 	room   *sync.Cond     // on qmu: queued went down
 	wake   chan struct{}  // a message was queued
+
+	acksInFlight chan struct{} // a token for each ack awaiting the broker's PUBACK
 }
 
 // DefaultTopics are every site's measurement and status topics.
@@ -109,7 +111,7 @@ func Subscribe(opts SubscriberOptions) (*Subscriber, error) {
 	if opts.MaxQueuedBytes <= 0 {
 		opts.MaxQueuedBytes = DefaultMaxQueuedBytes
 	}
-	s := &Subscriber{opts: opts, wake: make(chan struct{}, 1)}
+	s := &Subscriber{opts: opts, wake: make(chan struct{}, 1), acksInFlight: make(chan struct{}, MaxAcksInFlight)}
 	s.room = sync.NewCond(&s.qmu)
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	go s.feed()
@@ -313,14 +315,36 @@ type bufferedConn struct {
 
 func (c *bufferedConn) Read(p []byte) (int, error) { return c.r.Read(p) }
 
+// MaxAcksInFlight bounds the acks published and not yet acknowledged by the
+// broker (paho has 65,535 packet ids for them and for nothing else).
+const MaxAcksInFlight = 4096
+
 // Publish sends an ack to an agent. It does not wait for the broker: a lost
 // ack only makes the agent re-send. It reports what paho refuses at once
-// (no free packet id, say), so that the acks metric counts it.
+// (no free packet id, say), so that the acks metric counts it, and returns
+// ErrAckBusy, publishing nothing, while MaxAcksInFlight acks await the
+// broker's PUBACK: while the subscriber's queue is full (MaxQueuedBytes) paho
+// reads nothing, PUBACKs included, and acks published then would use up
+// paho's packet ids and be lost (a 20,000-site warm-up lost 17 that way).
 func (s *Subscriber) Publish(topic string, payload []byte) error {
 	if !s.client.IsConnectionOpen() {
 		return fmt.Errorf("publish %s: not connected", topic)
 	}
+	select {
+	case s.acksInFlight <- struct{}{}:
+	default:
+		return ErrAckBusy
+	}
 	t := s.client.Publish(topic, 1, false, payload)
+	go func() {
+		// paho completes the token at the PUBACK, or with an error; bounded
+		// so that a token paho never completes cannot hold its slot for good
+		select {
+		case <-t.Done():
+		case <-time.After(2 * time.Minute):
+		}
+		<-s.acksInFlight
+	}()
 	select {
 	case <-t.Done():
 		if err := t.Error(); err != nil {

@@ -377,3 +377,53 @@ func TestSubscriberTLS(t *testing.T) {
 		t.Fatal("no message through the TLS connection")
 	}
 }
+
+// While the subscriber's queue is full paho reads nothing, the broker's
+// PUBACKs for our acks included: Publish stops at MaxAcksInFlight with
+// ErrAckBusy (the acker keeps those acks) instead of using up paho's packet
+// ids, and takes acks again once the PUBACKs are read.
+func TestSubscriberAcksInFlightBounded(t *testing.T) {
+	url := startMosquitto(t)
+	unblock := make(chan struct{})
+	var once sync.Once
+	s, err := Subscribe(SubscriberOptions{URL: url, ClientID: "collector", ConnectTimeout: 5 * time.Second,
+		Topics: []string{"hubmon/v1/+/measurement"}, MaxQueuedBytes: 2000,
+		Handler: func(_ context.Context, _, _ string, _ []byte, done func(error)) {
+			once.Do(func() { <-unblock })
+			done(nil)
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	waitUntil(t, "the subscription", s.Connected)
+	c := mqtt.NewClient(mqtt.NewClientOptions().AddBroker(url).SetClientID("test-agents").SetAutoReconnect(false))
+	if tok := c.Connect(); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+		t.Fatalf("connect: %v", tok.Error())
+	}
+	defer c.Disconnect(250)
+	for i := range 200 {
+		c.Publish(fmt.Sprintf("hubmon/v1/site-%d/measurement", i), 1, false, bytes.Repeat([]byte("x"), 500))
+	}
+	waitUntil(t, "the queue to fill", func() bool { s.qmu.Lock(); defer s.qmu.Unlock(); return s.queued+500 > 2000 })
+	time.Sleep(200 * time.Millisecond) // paho's reader is now waiting for room
+	published, busy := 0, 0
+	for i := range MaxAcksInFlight + 1000 {
+		switch err := s.Publish(fmt.Sprintf("hubmon/v1/site-%d/ack", i), []byte(`{"version":1}`)); {
+		case err == nil:
+			published++
+		case errors.Is(err, ErrAckBusy):
+			busy++
+		default:
+			t.Fatalf("ack %d: %v", i, err)
+		}
+	}
+	t.Logf("while paho's reader waited: %d acks published, %d refused as busy", published, busy)
+	if busy == 0 || published > MaxAcksInFlight+500 {
+		t.Errorf("%d acks published and %d refused while no PUBACK could be read; want at most about %d in flight", published, busy, MaxAcksInFlight)
+	}
+	close(unblock)
+	waitUntil(t, "acks to be taken again", func() bool {
+		return s.Publish("hubmon/v1/site-0/ack", []byte(`{"version":1}`)) == nil
+	})
+}
