@@ -90,13 +90,20 @@ func waitUntil(t *testing.T, what string, cond func() bool) {
 	}
 }
 
-func publishN(t *testing.T, url string, n int) {
+// connectAgents connects a client that publishes as the agents do.
+func connectAgents(t *testing.T, url string) mqtt.Client {
 	t.Helper()
 	c := mqtt.NewClient(mqtt.NewClientOptions().AddBroker(url).SetClientID("test-agents").SetAutoReconnect(false))
 	if tok := c.Connect(); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
 		t.Fatalf("connect: %v", tok.Error())
 	}
-	defer c.Disconnect(250)
+	t.Cleanup(func() { c.Disconnect(250) })
+	return c
+}
+
+func publishN(t *testing.T, url string, n int) {
+	t.Helper()
+	c := connectAgents(t, url)
 	toks := make([]mqtt.Token, n)
 	for i := range toks {
 		toks[i] = c.Publish(fmt.Sprintf("hubmon/v1/site-%d/measurement", i%50), 1, false, []byte(fmt.Sprintf(`{"n":%d}`, i)))
@@ -110,8 +117,23 @@ func publishN(t *testing.T, url string, n int) {
 
 func subscribe(t *testing.T, url string, handler func(ctx context.Context, site, kind string, payload []byte, done func(error)), fatal func(error)) *Subscriber {
 	t.Helper()
-	s, err := Subscribe(SubscriberOptions{URL: url, ClientID: "collector", ConnectTimeout: 5 * time.Second,
-		Topics: []string{"hubmon/v1/+/measurement"}, Handler: handler, Fatal: fatal})
+	return subscribeWith(t, SubscriberOptions{URL: url, Handler: handler, Fatal: fatal})
+}
+
+// subscribeWith subscribes with o, as "collector" to every site's
+// measurements unless o says otherwise, and waits for the subscription.
+func subscribeWith(t *testing.T, o SubscriberOptions) *Subscriber {
+	t.Helper()
+	if o.ClientID == "" {
+		o.ClientID = "collector"
+	}
+	if o.ConnectTimeout == 0 {
+		o.ConnectTimeout = 5 * time.Second
+	}
+	if o.Topics == nil {
+		o.Topics = []string{"hubmon/v1/+/measurement"}
+	}
+	s, err := Subscribe(o)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -271,8 +293,7 @@ func TestSubscriberQueueBounded(t *testing.T) {
 	var once sync.Once
 	var mu sync.Mutex
 	handled := 0
-	s, err := Subscribe(SubscriberOptions{URL: url, ClientID: "collector", ConnectTimeout: 5 * time.Second,
-		Topics: []string{"hubmon/v1/+/measurement"}, MaxQueuedBytes: limit,
+	s := subscribeWith(t, SubscriberOptions{URL: url, MaxQueuedBytes: limit,
 		Handler: func(_ context.Context, _, _ string, _ []byte, done func(error)) {
 			once.Do(func() { <-unblock })
 			mu.Lock()
@@ -280,15 +301,7 @@ func TestSubscriberQueueBounded(t *testing.T) {
 			mu.Unlock()
 			done(nil)
 		}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	waitUntil(t, "the subscription", s.Connected)
-	c := mqtt.NewClient(mqtt.NewClientOptions().AddBroker(url).SetClientID("test-agents").SetAutoReconnect(false))
-	if tok := c.Connect(); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
-		t.Fatalf("connect: %v", tok.Error())
-	}
-	defer c.Disconnect(250)
+	c := connectAgents(t, url)
 	payload := bytes.Repeat([]byte("x"), size)
 	for i := range total {
 		c.Publish(fmt.Sprintf("hubmon/v1/site-%d/measurement", i%50), 1, false, payload)
@@ -386,22 +399,13 @@ func TestSubscriberAcksInFlightBounded(t *testing.T) {
 	url := startMosquitto(t)
 	unblock := make(chan struct{})
 	var once sync.Once
-	s, err := Subscribe(SubscriberOptions{URL: url, ClientID: "collector", ConnectTimeout: 5 * time.Second,
-		Topics: []string{"hubmon/v1/+/measurement"}, MaxQueuedBytes: 2000,
+	s := subscribeWith(t, SubscriberOptions{URL: url, MaxQueuedBytes: 2000,
 		Handler: func(_ context.Context, _, _ string, _ []byte, done func(error)) {
 			once.Do(func() { <-unblock })
 			done(nil)
 		}})
-	if err != nil {
-		t.Fatal(err)
-	}
 	defer s.Close()
-	waitUntil(t, "the subscription", s.Connected)
-	c := mqtt.NewClient(mqtt.NewClientOptions().AddBroker(url).SetClientID("test-agents").SetAutoReconnect(false))
-	if tok := c.Connect(); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
-		t.Fatalf("connect: %v", tok.Error())
-	}
-	defer c.Disconnect(250)
+	c := connectAgents(t, url)
 	for i := range 200 {
 		c.Publish(fmt.Sprintf("hubmon/v1/site-%d/measurement", i), 1, false, bytes.Repeat([]byte("x"), 500))
 	}
