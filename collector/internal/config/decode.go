@@ -344,6 +344,10 @@ func (d *decoder) merge(n *yaml.Node, path string, v reflect.Value, except map[s
 	if !d.visit(n) {
 		return
 	}
+	field := path
+	if field == "" { // a merge key at the top of the file
+		field = "<<"
+	}
 	switch n.Kind {
 	case yaml.MappingNode:
 		d.mappingExcept(n, path, v, except)
@@ -352,13 +356,13 @@ func (d *decoder) merge(n *yaml.Node, path string, v reflect.Value, except map[s
 		for i := len(n.Content) - 1; i >= 0; i-- {
 			m := deref(n.Content[i])
 			if m.Kind != yaml.MappingNode {
-				d.note(m.Line, path, "<< takes a mapping or a list of mappings")
+				d.note(m.Line, field, "<< takes a mapping or a list of mappings")
 				continue
 			}
 			d.mappingExcept(m, path, v, except)
 		}
 	default:
-		d.note(n.Line, path, "<< takes a mapping or a list of mappings")
+		d.note(n.Line, field, "<< takes a mapping or a list of mappings")
 	}
 }
 
