@@ -233,5 +233,5 @@ func trimmed[S ~[]E, E any](s S) S {
 	case len(s) == cap(s):
 		return s
 	}
-	return append(make(S, 0, len(s)), s...)
+	return slices.Clone(s)
 }
