@@ -90,20 +90,21 @@ func waitUntil(t *testing.T, what string, cond func() bool) {
 	}
 }
 
-// connectAgents connects a client that publishes as the agents do.
+// connectAgents connects a client that publishes as the agents do. The
+// caller disconnects it.
 func connectAgents(t *testing.T, url string) mqtt.Client {
 	t.Helper()
 	c := mqtt.NewClient(mqtt.NewClientOptions().AddBroker(url).SetClientID("test-agents").SetAutoReconnect(false))
 	if tok := c.Connect(); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
 		t.Fatalf("connect: %v", tok.Error())
 	}
-	t.Cleanup(func() { c.Disconnect(250) })
 	return c
 }
 
 func publishN(t *testing.T, url string, n int) {
 	t.Helper()
 	c := connectAgents(t, url)
+	defer c.Disconnect(250)
 	toks := make([]mqtt.Token, n)
 	for i := range toks {
 		toks[i] = c.Publish(fmt.Sprintf("hubmon/v1/site-%d/measurement", i%50), 1, false, []byte(fmt.Sprintf(`{"n":%d}`, i)))
@@ -302,6 +303,7 @@ func TestSubscriberQueueBounded(t *testing.T) {
 			done(nil)
 		}})
 	c := connectAgents(t, url)
+	defer c.Disconnect(250)
 	payload := bytes.Repeat([]byte("x"), size)
 	for i := range total {
 		c.Publish(fmt.Sprintf("hubmon/v1/site-%d/measurement", i%50), 1, false, payload)
@@ -406,6 +408,7 @@ func TestSubscriberAcksInFlightBounded(t *testing.T) {
 		}})
 	defer s.Close()
 	c := connectAgents(t, url)
+	defer c.Disconnect(250)
 	for i := range 200 {
 		c.Publish(fmt.Sprintf("hubmon/v1/site-%d/measurement", i), 1, false, bytes.Repeat([]byte("x"), 500))
 	}
