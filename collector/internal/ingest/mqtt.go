@@ -88,6 +88,11 @@ type Subscriber struct {
 
 	pubMu        sync.Mutex
 	acksInFlight chan mqtt.Token // acks awaiting the broker's PUBACK, in order (reapAcks)
+
+	// leaving: Close is disconnecting, so the connection is closed
+	// gracefully (bufferedConn.Close)
+	leaving atomic.Bool
+	conn    atomic.Pointer[bufferedConn] // the latest connection
 }
 
 // DefaultTopics are every site's measurement and status topics.
@@ -132,7 +137,15 @@ func Subscribe(opts SubscriberOptions) (*Subscriber, error) {
 		SetKeepAlive(30 * time.Second).
 		SetOrderMatters(true).    // onMessage only queues the message: no goroutine per message
 		SetAutoAckDisabled(true). // we ack after the commit
-		SetCustomOpenConnectionFn(dialBuffered).
+		SetCustomOpenConnectionFn(func(u *url.URL, o mqtt.ClientOptions) (net.Conn, error) {
+			c, err := dialBuffered(u, o)
+			if err != nil {
+				return nil, err
+			}
+			c.leaving = &s.leaving
+			s.conn.Store(c)
+			return c, nil
+		}).
 		SetDefaultPublishHandler(s.onMessage). // before Connect: queued messages arrive before Subscribe
 		SetOnConnectHandler(func(c mqtt.Client) {
 			// subscribe on every connect: the session may be new
@@ -273,7 +286,7 @@ func (s *Subscriber) retry(site, kind string, m mqtt.Message, attempt int, err e
 // them), with a read buffer: paho reads each packet's header a byte at a
 // time, and without one a message cost up to four read system calls, a
 // quarter of the collector's CPU while draining a backlog.
-func dialBuffered(u *url.URL, o mqtt.ClientOptions) (net.Conn, error) {
+func dialBuffered(u *url.URL, o mqtt.ClientOptions) (*bufferedConn, error) {
 	d := o.Dialer
 	if d == nil {
 		d = &net.Dialer{Timeout: o.ConnectTimeout}
@@ -306,16 +319,66 @@ func dialBuffered(u *url.URL, o mqtt.ClientOptions) (net.Conn, error) {
 		conn.Close()
 		return nil, fmt.Errorf("unknown scheme %q (tcp or ssl)", u.Scheme)
 	}
-	return &bufferedConn{Conn: conn, r: bufio.NewReaderSize(conn, 64<<10)}, nil
+	return &bufferedConn{Conn: conn, r: bufio.NewReaderSize(conn, 64<<10), ended: make(chan struct{}), closed: make(chan struct{})}, nil
 }
 
-// bufferedConn is a net.Conn whose reads go through a buffer.
+// bufferedConn is a net.Conn whose reads go through a buffer, and whose
+// Close, when the subscriber is leaving, lets the broker read everything
+// first (see Close).
 type bufferedConn struct {
 	net.Conn
-	r *bufio.Reader
+	r       *bufio.Reader
+	leaving *atomic.Bool  // Subscriber.leaving; nil: never
+	ended   chan struct{} // closed when a read fails: the broker closed its side
+	endOnce sync.Once
+	closed  chan struct{} // closed when Close has closed the connection
+	closeMu sync.Mutex    // paho may close a connection twice, at once
 }
 
-func (c *bufferedConn) Read(p []byte) (int, error) { return c.r.Read(p) }
+func (c *bufferedConn) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	if err != nil {
+		c.endOnce.Do(func() { close(c.ended) })
+	}
+	return n, err
+}
+
+// lingerTimeout bounds how long Close waits for the broker to close its side.
+const lingerTimeout = 5 * time.Second
+
+// Close closes the connection. When the subscriber is leaving (paho closes
+// the connection right after writing DISCONNECT), it first closes only our
+// side for writing and waits, at most lingerTimeout, until the broker has
+// closed its own: the broker reads a connection in order, so by then it has
+// handled every PUBACK written before the DISCONNECT. Closed at once, a
+// broker slow to read (Mosquitto on a busy machine) lost those PUBACKs when
+// the next session with our client id took the old one over, or when our
+// close reset the connection with its messages unread, and delivered up to
+// 1,338 committed messages again (stored once, but counted as duplicates:
+// TestSubscriberOneAtATime failed 7 times in 40 under CPU load). Paho's
+// reader goes on reading meanwhile; what it reads now is not acknowledged
+// (Subscriber.onMessage), so the broker keeps it for the next session.
+func (c *bufferedConn) Close() error {
+	c.closeMu.Lock()
+	defer c.closeMu.Unlock()
+	select {
+	case <-c.closed:
+		return nil
+	default:
+	}
+	defer close(c.closed)
+	if c.leaving != nil && c.leaving.Load() {
+		if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok && cw.CloseWrite() == nil {
+			t := time.NewTimer(lingerTimeout)
+			select {
+			case <-c.ended:
+			case <-t.C:
+			}
+			t.Stop()
+		}
+	}
+	return c.Conn.Close()
+}
 
 // MaxAcksInFlight bounds the acks published and not yet acknowledged by the
 // broker (paho has 65,535 packet ids for them and for nothing else).
@@ -386,5 +449,17 @@ func (s *Subscriber) Close() {
 	s.mu.Unlock()
 	s.wg.Wait()
 	s.cancel()
+	s.leaving.Store(true)
 	s.client.Disconnect(500)
+	// Disconnect returns after 500 ms at most; the connection's graceful
+	// close may take longer (bufferedConn.Close), and a session started
+	// before it ends would take the old one over with our PUBACKs unread
+	if c := s.conn.Load(); c != nil {
+		t := time.NewTimer(lingerTimeout + time.Second)
+		select {
+		case <-c.closed:
+		case <-t.C:
+		}
+		t.Stop()
+	}
 }

@@ -17,7 +17,9 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -104,7 +106,10 @@ func connectAgents(t *testing.T, url string) mqtt.Client {
 func publishN(t *testing.T, url string, n int) {
 	t.Helper()
 	c := connectAgents(t, url)
-	defer c.Disconnect(250)
+	// connected until the test ends: the broker has another client to serve
+	// while the subscriber closes (TestSubscriberOneAtATime failed that way
+	// before bufferedConn.Close waited for the broker)
+	t.Cleanup(func() { c.Disconnect(250) })
 	toks := make([]mqtt.Token, n)
 	for i := range toks {
 		toks[i] = c.Publish(fmt.Sprintf("hubmon/v1/site-%d/measurement", i%50), 1, false, []byte(fmt.Sprintf(`{"n":%d}`, i)))
@@ -433,4 +438,105 @@ func TestSubscriberAcksInFlightBounded(t *testing.T) {
 	waitUntil(t, "acks to be taken again", func() bool {
 		return s.Publish("hubmon/v1/site-0/ack", []byte(`{"version":1}`)) == nil
 	})
+}
+
+// slowProxy forwards TCP connections to addr, holding what clients send for
+// delay before the broker gets it (in order): a broker slow to read. When a
+// client closes its side, the proxy closes the broker's side after
+// forwarding the rest; when the broker closes, it closes the client's.
+func slowProxy(t *testing.T, addr string, delay time.Duration) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			b, err := net.Dial("tcp", addr)
+			if err != nil {
+				c.Close()
+				continue
+			}
+			type chunk struct {
+				at time.Time
+				p  []byte
+			}
+			up := make(chan chunk, 1024)
+			go func() { // client -> broker, delayed
+				defer close(up)
+				for {
+					p := make([]byte, 32<<10)
+					n, err := c.Read(p)
+					if n > 0 {
+						up <- chunk{time.Now(), p[:n]}
+					}
+					if err != nil {
+						return
+					}
+				}
+			}()
+			go func() {
+				for ch := range up {
+					time.Sleep(time.Until(ch.at.Add(delay)))
+					if _, err := b.Write(ch.p); err != nil {
+						break
+					}
+				}
+				b.(*net.TCPConn).CloseWrite()
+			}()
+			go func() { // broker -> client
+				buf := make([]byte, 32<<10)
+				for {
+					n, err := b.Read(buf)
+					if n > 0 {
+						if _, err := c.Write(buf[:n]); err != nil {
+							break
+						}
+					}
+					if err != nil {
+						break
+					}
+				}
+				c.Close()
+				b.Close()
+			}()
+		}
+	}()
+	return "tcp://" + l.Addr().String()
+}
+
+// Close returns only once the broker has read the PUBACKs it wrote: a
+// collector restarted at once, whose new session takes the old one over,
+// gets no committed message again, even from a broker slow to read its
+// connection. Without the wait, all 200 came again.
+func TestSubscriberCloseWaitsForBroker(t *testing.T) {
+	url := startMosquitto(t)
+	const total = 200
+	var handled atomic.Int64
+	s := subscribeWith(t, SubscriberOptions{URL: slowProxy(t, strings.TrimPrefix(url, "tcp://"), 400*time.Millisecond),
+		Handler: func(_ context.Context, _, _ string, _ []byte, done func(error)) {
+			handled.Add(1)
+			done(nil)
+		}})
+	publishN(t, url, total)
+	waitUntil(t, "every message", func() bool { return handled.Load() == total })
+	start := time.Now()
+	s.Close()
+	t.Logf("Close took %s", time.Since(start))
+
+	var again atomic.Int64
+	s2 := subscribe(t, url, func(_ context.Context, _, _ string, _ []byte, done func(error)) {
+		again.Add(1)
+		done(nil)
+	}, nil)
+	time.Sleep(500 * time.Millisecond)
+	s2.Close()
+	if n := again.Load(); n != 0 {
+		t.Errorf("%d of %d committed messages delivered again to the next session: the broker had not read their PUBACKs", n, total)
+	}
 }
