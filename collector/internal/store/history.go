@@ -39,7 +39,11 @@ func OpenReadOnly(path string) (*Store, error) {
 	}
 	if version != schemaVersion {
 		r.Close()
-		return nil, fmt.Errorf("open store %q: history schema version %d, this collector reads %d", path, version, schemaVersion)
+		hint := ""
+		if version < schemaVersion {
+			hint = " (start this version's collector once: it upgrades the history)"
+		}
+		return nil, fmt.Errorf("open store %q: history schema version %d, this collector reads %d%s", path, version, schemaVersion, hint)
 	}
 	// the writer is a read-only pool too: it never connects unless used,
 	// and then cannot write

@@ -49,7 +49,6 @@ CREATE TABLE IF NOT EXISTS measurements (
 	PRIMARY KEY (site, message_id)
 ) STRICT;
 CREATE INDEX IF NOT EXISTS measurements_site_time ON measurements(site, kind, measured_at);
-CREATE INDEX IF NOT EXISTS measurements_probe_time ON measurements(site, probe, measured_at);
 
 CREATE TABLE IF NOT EXISTS agents (
 	site         TEXT    PRIMARY KEY,
@@ -58,9 +57,36 @@ CREATE TABLE IF NOT EXISTS agents (
 	session      INTEGER NOT NULL,
 	connected_at INTEGER NOT NULL,
 	sent_at      INTEGER NOT NULL,
-	last_seen_at INTEGER NOT NULL,
+	last_seen_at INTEGER NOT NULL, -- as of its status; see last_seen
 	payload      TEXT    NOT NULL  -- the status as received: version, outbox, budget ...
 ) STRICT;
+
+-- The probes each site has measured with, for Recent. (Version 1 had an
+-- index on measurements(site, probe, measured_at) instead: a third index
+-- as wide as the fleet, one more page written a message.)
+CREATE TABLE IF NOT EXISTS probes (
+	site  TEXT NOT NULL,
+	probe TEXT NOT NULL,
+	kind  TEXT NOT NULL,
+	PRIMARY KEY (site, probe, kind)
+) STRICT, WITHOUT ROWID;
+
+-- When each site was last heard from, by any message. Apart from agents,
+-- whose rows carry the status: updating those rewrote one wide row a site
+-- every commit. The latest of last_seen.at and agents.last_seen_at counts.
+CREATE TABLE IF NOT EXISTS last_seen (
+	site TEXT    PRIMARY KEY,
+	at   INTEGER NOT NULL
+) STRICT, WITHOUT ROWID;
+`
+
+// migrateV1 brings a version 1 history to version 2 (after schema, in the
+// same transaction). Reading every row for the probes takes a while on a
+// long history, once.
+const migrateV1 = `
+INSERT OR IGNORE INTO probes(site, probe, kind) SELECT DISTINCT site, probe, kind FROM measurements;
+INSERT OR IGNORE INTO last_seen(site, at) SELECT site, last_seen_at FROM agents;
+DROP INDEX IF EXISTS measurements_probe_time;
 `
 
 // Store is the collector's SQLite history.
@@ -171,7 +197,9 @@ func checkWritable(path string) error {
 
 // schemaVersion is the history's layout, in PRAGMA user_version. A change
 // of layout comes with a migration here, never a silent mismatch.
-const schemaVersion = 1
+// Version 2: the probes and last_seen tables, and no index on
+// measurements(site, probe, measured_at) (migrateV1).
+const schemaVersion = 2
 
 func (s *Store) init() error {
 	ctx := context.Background()
@@ -188,8 +216,20 @@ func (s *Store) init() error {
 	case version > schemaVersion:
 		return fmt.Errorf("history schema version %d is newer than this collector's %d: upgrade the collector", version, schemaVersion)
 	}
-	if _, err := s.w.ExecContext(ctx, schema+fmt.Sprintf("PRAGMA user_version = %d;", schemaVersion)); err != nil {
+	tx, err := s.w.BeginTx(ctx, nil)
+	if err != nil {
 		return fmt.Errorf("create schema: %w", err)
+	}
+	defer tx.Rollback()
+	ddl := schema
+	if version == 1 {
+		ddl += migrateV1
+	}
+	if _, err := tx.ExecContext(ctx, ddl+fmt.Sprintf("PRAGMA user_version = %d;", schemaVersion)); err != nil {
+		return fmt.Errorf("create schema (from version %d): %w", version, err)
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("create schema (from version %d): %w", version, err)
 	}
 	// No full integrity check here: on a history of gigabytes it would delay
 	// every start by minutes. SQLite reports damage when it meets it, and a
@@ -251,14 +291,22 @@ func (s *Store) Commit(ctx context.Context, items []Item) ([]Outcome, error) {
 		return nil, fmt.Errorf("commit: %w", err)
 	}
 	defer upS.Close()
-	seen, err := tx.PrepareContext(ctx, `UPDATE agents SET last_seen_at = max(last_seen_at, ?) WHERE site = ?`)
+	seen, err := tx.PrepareContext(ctx, `INSERT INTO last_seen(site, at) VALUES (?, ?)
+		ON CONFLICT(site) DO UPDATE SET at = max(at, excluded.at)`)
 	if err != nil {
 		return nil, fmt.Errorf("commit: %w", err)
 	}
 	defer seen.Close()
+	insP, err := tx.PrepareContext(ctx, `INSERT INTO probes(site, probe, kind) VALUES (?, ?, ?) ON CONFLICT DO NOTHING`)
+	if err != nil {
+		return nil, fmt.Errorf("commit: %w", err)
+	}
+	defer insP.Close()
 
 	out := make([]Outcome, len(items))
 	lastSeen := map[string]int64{} // site -> latest received_at of its messages here
+	type probeKey struct{ site, probe, kind string }
+	probes := map[probeKey]bool{}
 	for i, it := range items {
 		recv := it.ReceivedAt.UTC().UnixNano()
 		switch {
@@ -279,6 +327,12 @@ func (s *Store) Commit(ctx context.Context, items []Item) ([]Outcome, error) {
 				out[i] = Duplicate
 			}
 			lastSeen[m.Site] = max(lastSeen[m.Site], recv)
+			if k := (probeKey{m.Site, m.Probe, m.Kind}); !probes[k] {
+				probes[k] = true
+				if _, err := insP.ExecContext(ctx, k.site, k.probe, k.kind); err != nil {
+					return nil, fmt.Errorf("commit: probe %s/%s: %w", k.site, k.probe, err)
+				}
+			}
 		case it.Status != nil:
 			st := it.Status
 			payload := it.Payload
@@ -298,10 +352,9 @@ func (s *Store) Commit(ctx context.Context, items []Item) ([]Outcome, error) {
 			return nil, fmt.Errorf("commit: item %d is empty", i)
 		}
 	}
-	// once a site a transaction, not once a message: each update rewrites
-	// the agent's row (and its status payload)
+	// once a site a transaction, not once a message
 	for _, site := range slices.Sorted(maps.Keys(lastSeen)) {
-		if _, err := seen.ExecContext(ctx, lastSeen[site], site); err != nil {
+		if _, err := seen.ExecContext(ctx, site, lastSeen[site]); err != nil {
 			return nil, fmt.Errorf("commit: last seen %s: %w", site, err)
 		}
 	}
@@ -327,7 +380,8 @@ type Agent struct {
 
 // Agents returns the latest status of every site's agent.
 func (s *Store) Agents(ctx context.Context) ([]Agent, error) {
-	rows, err := s.r.QueryContext(ctx, `SELECT site, last_seen_at, payload FROM agents ORDER BY site`)
+	rows, err := s.r.QueryContext(ctx, `SELECT a.site, max(a.last_seen_at, coalesce(l.at, 0)), a.payload
+		FROM agents AS a LEFT JOIN last_seen AS l ON l.site = a.site ORDER BY a.site`)
 	if err != nil {
 		return nil, fmt.Errorf("read agents: %w", err)
 	}
@@ -360,11 +414,13 @@ type Row struct {
 // after a restart. A probe not heard of since then (removed from an agent's
 // config) is left out.
 func (s *Store) Recent(ctx context.Context, since time.Time, perProbe int) ([]Row, error) {
-	// one index seek per (site, probe), not a window over the whole history
+	// one index seek per (site, probe, kind), not a window over the whole
+	// history: the rows of a kind newest first, until perProbe of the probe
 	rows, err := s.r.QueryContext(ctx, `SELECT m.received_at, m.payload
-		FROM (SELECT DISTINCT site, probe FROM measurements) AS p
+		FROM probes AS p
 		JOIN measurements AS m ON m.rowid IN (
-			SELECT rowid FROM measurements WHERE site = p.site AND probe = p.probe AND measured_at >= ?
+			SELECT rowid FROM measurements INDEXED BY measurements_site_time
+			WHERE site = p.site AND kind = p.kind AND probe = p.probe AND measured_at >= ?
 			ORDER BY measured_at DESC LIMIT ?)
 		ORDER BY m.site, m.probe, m.measured_at DESC`, since.UnixNano(), perProbe)
 	if err != nil {
