@@ -159,14 +159,10 @@ func (in *Ingester) LoadState(ctx context.Context, assumeOffline bool) error {
 	for _, t := range totals {
 		in.opts.Fleet.SetLineTotal(t)
 	}
-	rows, err := in.opts.Store.Recent(ctx, in.opts.Now().Add(-30*24*time.Hour), 50)
-	if err != nil {
-		return err
-	}
-	for i := len(rows) - 1; i >= 0; i-- { // oldest first
-		in.opts.Fleet.Observe(&rows[i].Measurement)
-	}
-	return nil
+	return in.opts.Store.Recent(ctx, in.opts.Now().Add(-30*24*time.Hour), 50, func(r *store.Row) error {
+		in.opts.Fleet.Observe(&r.Measurement)
+		return nil
+	})
 }
 
 // Handle validates, commits and acknowledges one message received on the

@@ -127,12 +127,8 @@ func TestMigrateV1(t *testing.T) {
 		t.Fatalf("Agents = %+v, %v; want leeds-1 last seen %v", agents, err, seen)
 	}
 	// the newest two of each probe, newest first within a probe
-	recent, err := s.Recent(ctx, t0.Add(-time.Hour), 2)
-	if err != nil {
-		t.Fatal(err)
-	}
 	var got []string
-	for _, r := range recent {
+	for _, r := range recent(t, s, t0.Add(-time.Hour), 2) {
 		got = append(got, fmt.Sprintf("%s/%s@%s", r.Site, r.Probe, r.MeasuredAt.Sub(t0)))
 	}
 	if g, want := strings.Join(got, " "), "leeds-1/dns-a@2m0s leeds-1/dns-a@1m0s leeds-1/dns-b@2m1s leeds-1/dns-b@1m1s leeds-1/local@0s york-2/dns-a@2m0s york-2/dns-a@1m0s"; g != want {
@@ -148,8 +144,8 @@ func TestMigrateV1(t *testing.T) {
 	if agents, _ := s.Agents(ctx); !agents[0].LastSeenAt.Equal(t0.Add(2 * time.Hour)) {
 		t.Errorf("last seen after a new message: %v", agents[0].LastSeenAt)
 	}
-	if recent, _ := s.Recent(ctx, t0.Add(-time.Hour), 1); len(recent) != 5 {
-		t.Errorf("Recent with a new probe: %d rows, want 5", len(recent))
+	if rows := recent(t, s, t0.Add(-time.Hour), 1); len(rows) != 5 {
+		t.Errorf("Recent with a new probe: %d rows, want 5", len(rows))
 	}
 	s.Close()
 

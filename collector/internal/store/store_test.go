@@ -1,10 +1,12 @@
 package store
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -54,14 +56,28 @@ func TestCommitStoresOnce(t *testing.T) {
 	if n, _ := s.Count(ctx); n != 2 {
 		t.Fatalf("count %d, want 2", n)
 	}
-	rows, err := s.Recent(ctx, t0.Add(-time.Hour), 10)
-	if err != nil {
-		t.Fatal(err)
-	}
+	rows := recent(t, s, t0.Add(-time.Hour), 10)
 	if len(rows) != 2 || rows[0].MessageID != "MSG000002" || rows[0].Speedtest.DownloadBitsPerSecond != nil ||
 		*rows[1].Speedtest.DownloadBitsPerSecond != 1e7 || !rows[1].MeasuredAt.Equal(t0) {
 		t.Fatalf("Recent = %+v", rows)
 	}
+}
+
+// recent returns what Recent hands over, by site and probe, newest first.
+func recent(t *testing.T, s *Store, since time.Time, perProbe int) []Row {
+	t.Helper()
+	var out []Row
+	err := s.Recent(context.Background(), since, perProbe, func(r *Row) error {
+		out = append(out, *r)
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	slices.SortStableFunc(out, func(a, b Row) int {
+		return cmp.Or(strings.Compare(a.Site, b.Site), strings.Compare(a.Probe, b.Probe), b.MeasuredAt.Compare(a.MeasuredAt))
+	})
+	return out
 }
 
 func item(m *wire.Measurement, recv time.Time) Item {
