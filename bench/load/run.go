@@ -31,6 +31,7 @@ type bench struct {
 	ceilingCount  int // messages per broker-ceiling measurement
 	liveCount     int // messages of the live ingest phase
 	backlogCount  int // messages queued while the collector is paused
+	history       int // messages a site committed before live and backlog (-history)
 	e2eDuration   time.Duration
 	scrapes       int
 	agentFirstRun time.Duration
@@ -65,11 +66,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		collectorEnv = append(collectorEnv, v)
 		return nil
 	})
+	history := fs.Int("history", 0, "messages a site committed, after the warm-up, before the live and backlog phases: a history whose indexes are as wide as the fleet, as after weeks of running (0: a fresh history)")
 	timeout := fs.Duration("timeout", 45*time.Minute, "bound on the whole run")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
-	b := &bench{conns: *conns, ceilingCount: *ceiling, liveCount: *live, backlogCount: *backlog, e2eDuration: *e2e,
+	b := &bench{conns: *conns, ceilingCount: *ceiling, liveCount: *live, backlogCount: *backlog, history: *history, e2eDuration: *e2e,
 		scrapes: *scrapes, agentFirstRun: 15 * time.Second, agentTestTime: 10 * time.Second, keep: *keep, collectorEnv: collectorEnv, out: stdout,
 		log: slog.New(slog.NewTextHandler(stderr, nil))}
 	var sites []int
@@ -154,6 +156,12 @@ func (b *bench) emit(figure string, sites int, value float64, extra map[string]a
 			extra = map[string]any{}
 		}
 		extra["collector_env"] = strings.Join(b.collectorEnv, " ")
+	}
+	if b.history > 0 && sites > 0 { // and one on a history filled first
+		if extra == nil {
+			extra = map[string]any{}
+		}
+		extra["history_messages_per_site"] = b.history
 	}
 	writeExtra(&buf, extra)
 	fmt.Fprintln(b.out, buf.String())
@@ -275,7 +283,11 @@ func (b *bench) fleet(ctx context.Context, n int) error {
 	// a backlog queued by the broker while the collector is stopped. No
 	// scrape until they are done: at 20,000 sites one costs seconds of CPU
 	// and hundreds of MB, which would blur their CPU and peak memory.
-	for _, mode := range []string{"warmup", "live", "backlog"} {
+	modes := []string{"warmup", "live", "backlog"}
+	if b.history > 0 {
+		modes = []string{"warmup", "history", "live", "backlog"}
+	}
+	for _, mode := range modes {
 		if err := b.ingest(ctx, n, sim, m, mode, coll); err != nil {
 			return err
 		}
@@ -387,6 +399,8 @@ func (b *bench) ingest(ctx context.Context, n int, sim *fleetsim.Sim, m *meter, 
 	switch mode {
 	case "warmup":
 		ph.Count, ph.Kinds, ph.Duration = len(fleetsim.Mix)*n, fleetsim.EveryKind, 0
+	case "history":
+		ph.Count, ph.Duration = b.history*n, 0
 	case "backlog":
 		ph.Count = b.backlogCount
 	}
@@ -424,6 +438,8 @@ func (b *bench) ingest(ctx context.Context, n int, sim *fleetsim.Sim, m *meter, 
 	switch mode {
 	case "warmup":
 		extra["note"] = "every site's first report of each probe (status, line, dns, services, local): messages / (last ack - first publish)"
+	case "history":
+		extra["note"] = "filling the history before live and backlog (-history messages a site): messages / (last ack - first publish)"
 	case "backlog":
 		extra["paused_seconds"] = from.Sub(res.Start).Seconds()
 		extra["note"] = "drain after SIGCONT: messages / (last ack - SIGCONT)"
@@ -524,7 +540,7 @@ func (b *bench) delivery(n int, sim *fleetsim.Sim, coll *rig.Collector) error {
 		}
 	}
 	statuses := 0
-	for _, p := range []string{"warmup", "live", "backlog", "e2e"} {
+	for _, p := range []string{"warmup", "history", "live", "backlog", "e2e"} {
 		statuses += sim.Result(p).Statuses
 	}
 	extra := map[string]any{"sent": len(tracked), "stored": stored, "lost": lost, "duplicated": duplicated,
