@@ -269,7 +269,7 @@ func (s *Store) Commit(ctx context.Context, items []Item) ([]Outcome, error) {
 	insM, err := tx.PrepareContext(ctx, `INSERT INTO measurements(message_id, site, agent_id, seq, probe, kind,
 		measured_at, received_at, success, error, download_bits_per_second, upload_bits_per_second,
 		latency_seconds, jitter_seconds, download_bytes, upload_bytes, payload)
-		VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT(site, message_id) DO NOTHING`)
+		VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,CAST(? AS TEXT)) ON CONFLICT(site, message_id) DO NOTHING`)
 	if err != nil {
 		return nil, fmt.Errorf("commit: %w", err)
 	}
@@ -279,7 +279,7 @@ func (s *Store) Commit(ctx context.Context, items []Item) ([]Outcome, error) {
 	// session (a counter the agent keeps, whatever its clock), or from the
 	// same session and is newer or final (offline).
 	upS, err := tx.PrepareContext(ctx, `INSERT INTO agents(site, agent_id, state, session, connected_at, sent_at,
-		last_seen_at, payload) VALUES (?,?,?,?,?,?,?,?)
+		last_seen_at, payload) VALUES (?,?,?,?,?,?,?,CAST(? AS TEXT))
 		ON CONFLICT(site) DO UPDATE SET agent_id=excluded.agent_id, state=excluded.state, session=excluded.session,
 			connected_at=excluded.connected_at, sent_at=excluded.sent_at,
 			last_seen_at=max(last_seen_at, excluded.last_seen_at), payload=excluded.payload
@@ -319,7 +319,7 @@ func (s *Store) Commit(ctx context.Context, items []Item) ([]Outcome, error) {
 			res, err := insM.ExecContext(ctx, m.MessageID, m.Site, m.AgentID, m.Seq, m.Probe, m.Kind,
 				m.MeasuredAt.UTC().UnixNano(), recv, m.Success, m.Error,
 				st.DownloadBitsPerSecond, st.UploadBitsPerSecond, st.LatencySeconds, st.JitterSeconds,
-				speedtestBytes(m.Speedtest, st.DownloadBytes), speedtestBytes(m.Speedtest, st.UploadBytes), string(it.Payload))
+				speedtestBytes(m.Speedtest, st.DownloadBytes), speedtestBytes(m.Speedtest, st.UploadBytes), payloadArg(it.Payload))
 			if err != nil {
 				return nil, fmt.Errorf("commit: insert measurement %s: %w", m.MessageID, err)
 			}
@@ -340,7 +340,7 @@ func (s *Store) Commit(ctx context.Context, items []Item) ([]Outcome, error) {
 				payload, _ = json.Marshal(st)
 			}
 			res, err := upS.ExecContext(ctx, st.Site, st.AgentID, st.State, st.Session, st.ConnectedAt.UTC().UnixNano(),
-				st.SentAt.UTC().UnixNano(), recv, string(payload))
+				st.SentAt.UTC().UnixNano(), recv, payloadArg(payload))
 			if err != nil {
 				return nil, fmt.Errorf("commit: status %s: %w", st.Site, err)
 			}
@@ -362,6 +362,18 @@ func (s *Store) Commit(ctx context.Context, items []Item) ([]Outcome, error) {
 		return nil, fmt.Errorf("commit: %w", err)
 	}
 	return out, nil
+}
+
+// payloadArg is a payload as an argument for CAST(? AS TEXT): the bytes
+// are bound as they are (string(p) would copy every payload on the Go heap
+// once more, a sixth of what a message allocates), and SQLite stores them
+// as the text they are (payloads are checked UTF-8 JSON). Never NULL: an
+// empty payload is the empty text.
+func payloadArg(p []byte) []byte {
+	if p == nil {
+		return []byte{}
+	}
+	return p
 }
 
 // speedtestBytes is v for a speed test and NULL for any other kind.

@@ -56,6 +56,14 @@ func TestCommitStoresOnce(t *testing.T) {
 	if n, _ := s.Count(ctx); n != 2 {
 		t.Fatalf("count %d, want 2", n)
 	}
+	// payloads are bound as bytes and stored as the text they are
+	var typ, text string
+	if err := s.w.QueryRow(`SELECT typeof(payload), payload FROM measurements WHERE message_id = 'MSG000001'`).Scan(&typ, &text); err != nil {
+		t.Fatal(err)
+	}
+	if typ != "text" || text != string(items[0].Payload) {
+		t.Fatalf("stored payload: %s %q, want text %q", typ, text, items[0].Payload)
+	}
 	rows := recent(t, s, t0.Add(-time.Hour), 10)
 	if len(rows) != 2 || rows[0].MessageID != "MSG000002" || rows[0].Speedtest.DownloadBitsPerSecond != nil ||
 		*rows[1].Speedtest.DownloadBitsPerSecond != 1e7 || !rows[1].MeasuredAt.Equal(t0) {
