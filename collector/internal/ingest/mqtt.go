@@ -343,8 +343,10 @@ func (c *bufferedConn) Read(p []byte) (int, error) {
 	return n, err
 }
 
-// lingerTimeout bounds how long Close waits for the broker to close its side.
-const lingerTimeout = 5 * time.Second
+// lingerTimeout bounds how long Close takes, our side's close (TLS's
+// close_notify) and the wait for the broker's included. (TLS gives its
+// close_notify up to 5 s of its own; Subscriber.Close waits a second more.)
+var lingerTimeout = 5 * time.Second // a variable for tests
 
 // Close closes the connection. When the subscriber is leaving (paho closes
 // the connection right after writing DISCONNECT), it first closes only our
@@ -368,8 +370,14 @@ func (c *bufferedConn) Close() error {
 	}
 	defer close(c.closed)
 	if c.leaving != nil && c.leaving.Load() {
+		// one deadline for all of it: a write still going on (to a broker
+		// that reads nothing) is cut short by it, or TLS's CloseWrite, which
+		// waits for that write to end before sending close_notify, would
+		// wait as long as the broker stalls
+		deadline := time.Now().Add(lingerTimeout)
+		c.Conn.SetWriteDeadline(deadline)
 		if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok && cw.CloseWrite() == nil {
-			t := time.NewTimer(lingerTimeout)
+			t := time.NewTimer(time.Until(deadline))
 			select {
 			case <-c.ended:
 			case <-t.C:

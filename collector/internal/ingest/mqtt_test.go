@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"math/big"
 	"net"
+	neturl "net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -538,5 +539,58 @@ func TestSubscriberCloseWaitsForBroker(t *testing.T) {
 	s2.Close()
 	if n := again.Load(); n != 0 {
 		t.Errorf("%d of %d committed messages delivered again to the next session: the broker had not read their PUBACKs", n, total)
+	}
+}
+
+// A graceful close over TLS while a write is stuck (a broker that reads
+// nothing) still ends: TLS's CloseWrite waits for the write in progress, so
+// Close cuts it short first. Without that it waited as long as the broker
+// stalled.
+func TestCloseTLSWithWriteStalled(t *testing.T) {
+	defer func(d time.Duration) { lingerTimeout = d }(lingerTimeout)
+	lingerTimeout = 500 * time.Millisecond
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	der, err := x509.CreateCertificate(rand.Reader, &x509.Certificate{SerialNumber: big.NewInt(1),
+		Subject: pkix.Name{CommonName: "broker"}, NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}}, &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "broker"}},
+		&key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, _ := x509.ParseCertificate(der)
+	l, err := tls.Listen("tcp", "127.0.0.1:0", &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	go func() { // a broker that shakes hands and then reads nothing
+		c, err := l.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		c.(*tls.Conn).Handshake()
+		time.Sleep(20 * time.Second)
+	}()
+	pool := x509.NewCertPool()
+	pool.AddCert(cert)
+	u, _ := neturl.Parse("ssl://" + l.Addr().String())
+	c, err := dialBuffered(u, mqtt.ClientOptions{TLSConfig: &tls.Config{RootCAs: pool}, ConnectTimeout: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var leaving atomic.Bool
+	leaving.Store(true)
+	c.leaving = &leaving
+	go c.Write(make([]byte, 64<<20)) // fills the socket's buffers, then waits
+	time.Sleep(300 * time.Millisecond)
+	start := time.Now()
+	closed := make(chan struct{})
+	go func() { c.Close(); close(closed) }()
+	select {
+	case <-closed:
+		t.Logf("Close took %s", time.Since(start))
+	case <-time.After(lingerTimeout + 7*time.Second): // TLS gives close_notify 5 s of its own
+		t.Fatal("Close still waiting for the stuck write")
 	}
 }
