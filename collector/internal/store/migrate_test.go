@@ -109,17 +109,18 @@ func TestMigrateV1(t *testing.T) {
 		t.Error("the probe index is still there")
 	}
 	var probes []string
-	pr, err := s.w.Query(`SELECT site || '/' || probe || '/' || kind FROM probes ORDER BY 1`)
+	pr, err := s.w.Query(`SELECT site || '/' || probe || '/' || kind, last_at FROM probes ORDER BY 1`)
 	if err != nil {
 		t.Fatal(err)
 	}
 	for pr.Next() {
 		var p string
-		pr.Scan(&p)
-		probes = append(probes, p)
+		var at int64
+		pr.Scan(&p, &at)
+		probes = append(probes, fmt.Sprintf("%s@%s", p, time.Unix(0, at).Sub(t0)))
 	}
 	pr.Close()
-	if got, want := strings.Join(probes, " "), "leeds-1/dns-a/dns leeds-1/dns-b/dns leeds-1/local/speedtest york-2/dns-a/dns"; got != want {
+	if got, want := strings.Join(probes, " "), "leeds-1/dns-a/dns@2m0s leeds-1/dns-b/dns@2m1s leeds-1/local/speedtest@0s york-2/dns-a/dns@2m0s"; got != want {
 		t.Errorf("probes %q, want %q", got, want)
 	}
 	agents, err := s.Agents(ctx)
@@ -175,5 +176,46 @@ func TestOpenReadOnlyOlderVersion(t *testing.T) {
 	_, err = OpenReadOnly(path)
 	if err == nil || !strings.Contains(err.Error(), "version 1") || !strings.Contains(err.Error(), "upgrades the history") {
 		t.Fatalf("OpenReadOnly of a version 1 history: %v", err)
+	}
+}
+
+// probes.last_at follows a probe's latest measurement to within a day, and
+// is written when it moves on by more than that, not at every commit.
+func TestProbesLastAt(t *testing.T) {
+	s := openStore(t)
+	ctx := context.Background()
+	lastAt := func() time.Time {
+		t.Helper()
+		var at int64
+		if err := s.w.QueryRow(`SELECT last_at FROM probes WHERE site = 'leeds-1' AND probe = 'local'`).Scan(&at); err != nil {
+			t.Fatal(err)
+		}
+		return time.Unix(0, at).UTC()
+	}
+	for i, step := range []struct {
+		at   time.Duration // measured_at - t0
+		want time.Duration // last_at - t0
+	}{
+		{0, 0},
+		{time.Hour, 0},                   // within a day: not written
+		{-48 * time.Hour, 0},             // an older one (an outbox draining): never back
+		{25 * time.Hour, 25 * time.Hour}, // more than a day on
+		{25*time.Hour + time.Minute, 25 * time.Hour}, // and so on
+	} {
+		m := meas(fmt.Sprintf("MSG%06d", i), int64(i+1), t0.Add(step.at), nil)
+		if _, err := s.Commit(ctx, []Item{item(m, t0.Add(step.at))}); err != nil {
+			t.Fatal(err)
+		}
+		if got := lastAt(); !got.Equal(t0.Add(step.want)) {
+			t.Errorf("step %d: last_at %v, want %v", i, got.Sub(t0), step.want)
+		}
+	}
+	// a probe last heard of before since (less the slack) is not read; one
+	// within the slack is
+	if rows := recent(t, s, t0.Add(25*time.Hour+probesLastAtSlack+time.Second), 10); len(rows) != 0 {
+		t.Errorf("Recent after the probe stopped: %d rows", len(rows))
+	}
+	if rows := recent(t, s, t0.Add(25*time.Hour+time.Second), 10); len(rows) != 1 {
+		t.Errorf("Recent since the last measurement: %d rows, want 1", len(rows))
 	}
 }
