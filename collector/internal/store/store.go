@@ -340,9 +340,7 @@ func (s *Store) Commit(ctx context.Context, items []Item) ([]Outcome, error) {
 			}
 			lastSeen[m.Site] = max(lastSeen[m.Site], recv)
 			k := probeKey{m.Site, m.Probe, m.Kind}
-			if at, ok := probes[k]; !ok || m.MeasuredAt.UnixNano() > at {
-				probes[k] = m.MeasuredAt.UnixNano()
-			}
+			probes[k] = max(probes[k], m.MeasuredAt.UnixNano()) // times are after 2020 (wire checks)
 		case it.Status != nil:
 			st := it.Status
 			payload := it.Payload
