@@ -319,10 +319,20 @@ func dialBuffered(u *url.URL, o mqtt.ClientOptions) (*bufferedConn, error) {
 		conn.Close()
 		return nil, fmt.Errorf("unknown scheme %q (tcp or ssl)", u.Scheme)
 	}
-	return &bufferedConn{Conn: conn, r: bufio.NewReaderSize(conn, 64<<10), ended: make(chan struct{}), closed: make(chan struct{})}, nil
+	return newBufferedConn(conn, o.WriteTimeout), nil
 }
 
-// bufferedConn is a net.Conn whose reads go through a buffer, and whose
+// newBufferedConn wraps conn and starts its sender.
+func newBufferedConn(conn net.Conn, writeTimeout time.Duration) *bufferedConn {
+	c := &bufferedConn{Conn: conn, r: bufio.NewReaderSize(conn, 64<<10), writeTimeout: writeTimeout,
+		ended: make(chan struct{}), closed: make(chan struct{}), sent: make(chan struct{})}
+	c.wcond.L = &c.wmu
+	go c.send()
+	return c
+}
+
+// bufferedConn is a net.Conn whose reads go through a buffer, whose writes
+// are gathered and sent by a goroutine of its own (see Write), and whose
 // Close, when the subscriber is leaving, lets the broker read everything
 // first (see Close).
 type bufferedConn struct {
@@ -333,6 +343,88 @@ type bufferedConn struct {
 	endOnce sync.Once
 	closed  chan struct{} // closed when Close has closed the connection
 	closeMu sync.Mutex    // paho may close a connection twice, at once
+
+	writeTimeout time.Duration // bounds each send; 0: none
+	wmu          sync.Mutex
+	wcond        sync.Cond     // on wmu: bytes to send, or room for more
+	unsent       []byte        // written by paho, not yet sent
+	werr         error         // why a send failed: every later Write returns it
+	wclosing     bool          // Close has begun: no more writes, send what is left
+	sent         chan struct{} // closed when the sender has ended
+}
+
+// maxUnsent bounds the bytes Write holds before it waits for the sender (a
+// Write larger than that waits until everything before it is sent).
+const maxUnsent = 256 << 10
+
+// Write hands p to the connection's sender and returns; it waits only while
+// maxUnsent bytes are not yet sent. Paho writes each packet on its own, and
+// the collector's PUBACKs come a transaction's worth at once (one per
+// committed message, up to 1,024): sent as written, each was a system call
+// of its own and a segment the broker woke up for. The sender sends
+// whatever has gathered while its previous send was in the kernel, in one
+// system call (bench/README.md). A send that fails (or takes longer than the
+// write timeout) closes the connection, so paho's reader fails too and paho
+// reconnects; what was not sent was not acknowledged, and the broker
+// delivers it again. Bytes keep their order, as one stream.
+func (c *bufferedConn) Write(p []byte) (int, error) {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	for c.werr == nil && !c.wclosing && len(c.unsent) > 0 && len(c.unsent)+len(p) > maxUnsent {
+		c.wcond.Wait()
+	}
+	switch {
+	case c.werr != nil:
+		return 0, c.werr
+	case c.wclosing:
+		return 0, net.ErrClosed
+	}
+	c.unsent = append(c.unsent, p...)
+	c.wcond.Broadcast()
+	return len(p), nil
+}
+
+// SetWriteDeadline does nothing: writes return before they are sent, and the
+// sender gives each send its own deadline (writeTimeout).
+func (c *bufferedConn) SetWriteDeadline(time.Time) error { return nil }
+
+// SetDeadline sets the read deadline only (see SetWriteDeadline).
+func (c *bufferedConn) SetDeadline(t time.Time) error { return c.Conn.SetReadDeadline(t) }
+
+// send sends what Write gathers until Close, or until a send fails.
+func (c *bufferedConn) send() {
+	defer close(c.sent)
+	var out []byte
+	for {
+		c.wmu.Lock()
+		for len(c.unsent) == 0 && !c.wclosing {
+			c.wcond.Wait()
+		}
+		if len(c.unsent) == 0 { // closing, and everything is sent
+			c.wmu.Unlock()
+			return
+		}
+		if cap(out) > 4*maxUnsent {
+			out = nil // a large write's buffer is not kept
+		}
+		out, c.unsent = c.unsent, out[:0]
+		c.wcond.Broadcast() // room for Write
+		c.wmu.Unlock()
+		var deadline time.Time
+		if c.writeTimeout > 0 {
+			deadline = time.Now().Add(c.writeTimeout)
+		}
+		c.Conn.SetWriteDeadline(deadline)
+		if _, err := c.Conn.Write(out); err != nil {
+			c.wmu.Lock()
+			c.werr = err
+			c.unsent = nil
+			c.wcond.Broadcast()
+			c.wmu.Unlock()
+			c.Conn.Close() // paho's reader fails now, not at the next keep-alive
+			return
+		}
+	}
 }
 
 func (c *bufferedConn) Read(p []byte) (int, error) {
@@ -349,8 +441,8 @@ func (c *bufferedConn) Read(p []byte) (int, error) {
 var lingerTimeout = 5 * time.Second // a variable for tests
 
 // Close closes the connection. When the subscriber is leaving (paho closes
-// the connection right after writing DISCONNECT), it first closes only our
-// side for writing and waits, at most lingerTimeout, until the broker has
+// the connection right after writing DISCONNECT), it first sends what paho
+// wrote, closes only our side for writing and waits, at most lingerTimeout, until the broker has
 // closed its own: the broker reads a connection in order, so by then it has
 // handled every PUBACK written before the DISCONNECT. Closed at once, a
 // broker slow to read (Mosquitto on a busy machine) lost those PUBACKs when
@@ -369,20 +461,28 @@ func (c *bufferedConn) Close() error {
 	default:
 	}
 	defer close(c.closed)
+	c.wmu.Lock()
+	c.wclosing = true // the sender sends what is left, then ends
+	c.wcond.Broadcast()
+	c.wmu.Unlock()
 	if c.leaving != nil && c.leaving.Load() {
-		// one deadline for all of it: a write still going on (to a broker
-		// that reads nothing) is cut short by it, or TLS's CloseWrite, which
-		// waits for that write to end before sending close_notify, would
-		// wait as long as the broker stalls
+		// one deadline for all of it: the sender's last send (to a broker
+		// that reads nothing) is cut short by it, and so is TLS's
+		// CloseWrite, which waits for a write in progress to end before it
+		// sends close_notify
 		deadline := time.Now().Add(lingerTimeout)
-		c.Conn.SetWriteDeadline(deadline)
-		if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok && cw.CloseWrite() == nil {
-			t := time.NewTimer(time.Until(deadline))
-			select {
-			case <-c.ended:
-			case <-t.C:
+		t := time.NewTimer(lingerTimeout)
+		defer t.Stop()
+		select {
+		case <-c.sent:
+			c.Conn.SetWriteDeadline(deadline)
+			if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok && cw.CloseWrite() == nil {
+				select {
+				case <-c.ended:
+				case <-t.C:
+				}
 			}
-			t.Stop()
+		case <-t.C:
 		}
 	}
 	return c.Conn.Close()

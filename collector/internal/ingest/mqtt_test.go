@@ -594,3 +594,118 @@ func TestCloseTLSWithWriteStalled(t *testing.T) {
 		t.Fatal("Close still waiting for the stuck write")
 	}
 }
+
+// slowConn counts the writes that reach the connection, each taking a
+// millisecond, and fails them from failAfter on (0: never).
+type slowConn struct {
+	net.Conn
+	writes    atomic.Int64
+	failAfter int64
+}
+
+var errSendFailed = errors.New("send failed")
+
+func (c *slowConn) Write(p []byte) (int, error) {
+	n := c.writes.Add(1)
+	if c.failAfter > 0 && n >= c.failAfter {
+		return 0, errSendFailed
+	}
+	time.Sleep(time.Millisecond)
+	return c.Conn.Write(p)
+}
+
+// tcpPair returns both ends of a loopback TCP connection.
+func tcpPair(t *testing.T) (client, server net.Conn) {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	accepted := make(chan net.Conn, 1)
+	go func() {
+		c, _ := l.Accept()
+		accepted <- c
+	}()
+	client, err = net.Dial("tcp", l.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	server = <-accepted
+	if server == nil {
+		t.Fatal("accept failed")
+	}
+	t.Cleanup(func() { client.Close(); server.Close() })
+	return client, server
+}
+
+// Packets written one at a time (as paho writes PUBACKs) reach the socket
+// in a few large writes, in order, and a leaving Close sends them all
+// before it closes.
+func TestBufferedConnGathersWrites(t *testing.T) {
+	client, server := tcpPair(t)
+	slow := &slowConn{Conn: client}
+	c := newBufferedConn(slow, 5*time.Second)
+	var leaving atomic.Bool
+	leaving.Store(true)
+	c.leaving = &leaving
+	const packets = 2000
+	var want bytes.Buffer
+	for i := range packets {
+		p := []byte{0x40, 0x02, byte(i >> 8), byte(i)} // a PUBACK
+		want.Write(p)
+		if n, err := c.Write(p); n != len(p) || err != nil {
+			t.Fatalf("write %d: %d, %v", i, n, err)
+		}
+	}
+	got := make(chan []byte)
+	go func() {
+		b, _ := readAll(server)
+		got <- b
+	}()
+	if err := c.Close(); err != nil {
+		t.Fatal(err)
+	}
+	b := <-got
+	if !bytes.Equal(b, want.Bytes()) {
+		t.Fatalf("the broker read %d bytes, want the %d written, in order", len(b), want.Len())
+	}
+	if n := slow.writes.Load(); n > packets/10 {
+		t.Errorf("%d writes reached the socket for %d packets, want them gathered", n, packets)
+	}
+	t.Logf("%d packets in %d writes", packets, slow.writes.Load())
+	if _, err := c.Write([]byte{0xc0, 0}); err == nil {
+		t.Error("Write after Close succeeded")
+	}
+}
+
+func readAll(c net.Conn) ([]byte, error) {
+	var b bytes.Buffer
+	_, err := b.ReadFrom(c)
+	return b.Bytes(), err
+}
+
+// A send that fails closes the connection, so paho's reader fails as well
+// (and paho reconnects), and later writes return the error.
+func TestBufferedConnSendFails(t *testing.T) {
+	client, _ := tcpPair(t)
+	c := newBufferedConn(&slowConn{Conn: client, failAfter: 1}, 5*time.Second)
+	c.Write([]byte{0x40, 0x02, 0, 1})
+	read := make(chan error, 1)
+	go func() {
+		_, err := c.Read(make([]byte, 1))
+		read <- err
+	}()
+	select {
+	case err := <-read:
+		if err == nil {
+			t.Fatal("read succeeded")
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the reader still waits after the send failed")
+	}
+	if _, err := c.Write([]byte{0x40, 0x02, 0, 2}); !errors.Is(err, errSendFailed) {
+		t.Fatalf("write after the failed send: %v, want %v", err, errSendFailed)
+	}
+	c.Close()
+}
