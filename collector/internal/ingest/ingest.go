@@ -62,7 +62,14 @@ type Options struct {
 	// AckDelay is how long acks for one site are gathered before they are
 	// published (default 100ms).
 	AckDelay time.Duration
+	// GroupWait is how long a transaction waits for more messages while
+	// they come fast (default 20ms; see gather).
+	GroupWait time.Duration
 }
+
+// groupMin is the batch from which a transaction waits for more (gather):
+// fewer waiting messages mean they do not come fast.
+const groupMin = 16
 
 type result struct {
 	outcome store.Outcome
@@ -111,6 +118,9 @@ func New(opts Options) *Ingester {
 	}
 	if opts.AckDelay <= 0 {
 		opts.AckDelay = 100 * time.Millisecond
+	}
+	if opts.GroupWait <= 0 {
+		opts.GroupWait = 20 * time.Millisecond
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
@@ -292,41 +302,64 @@ func (in *Ingester) submit(ctx context.Context, it store.Item, done func(result)
 func (in *Ingester) batcher() {
 	defer close(in.batchDone)
 	batch := make([]*request, 0, in.opts.MaxBatch)
+	wait := time.NewTimer(time.Hour)
+	wait.Stop()
 	for {
-		var first *request
 		select {
-		case first = <-in.reqs:
+		case first := <-in.reqs:
+			batch = in.gather(append(batch[:0], first), wait)
+			in.commit(batch)
 		case <-in.closing:
 			// commit what was queued before Close, then stop
 			for {
-				batch = batch[:0]
-				for len(batch) < in.opts.MaxBatch {
-					select {
-					case r := <-in.reqs:
-						batch = append(batch, r)
-						continue
-					default:
-					}
-					break
-				}
-				if len(batch) == 0 {
+				if batch = in.gather(batch[:0], nil); len(batch) == 0 {
 					return
 				}
 				in.commit(batch)
 			}
 		}
-		batch = append(batch[:0], first)
-	gather:
-		for len(batch) < in.opts.MaxBatch {
-			select {
-			case r := <-in.reqs:
-				batch = append(batch, r)
-			default:
-				break gather
-			}
-		}
-		in.commit(batch)
 	}
+}
+
+// gather adds queued messages to batch, up to MaxBatch, and returns it.
+// While messages come fast (groupMin or more in the batch already), it waits
+// up to GroupWait for more, with wait (nil: it does not wait). A commit's
+// cost is mostly per transaction, not per message: at 20,000 sites, each
+// message of a transaction of 48 cost 69 µs of CPU, of one of 1,024, 42
+// (BenchmarkCommitFleet); every transaction writes the pages it touched,
+// and its fsync. Without the wait the batcher took whatever had come during
+// the last commit, 48 messages on average while draining a backlog at 20,000
+// sites (bench/README.md). A message that comes alone is not delayed.
+func (in *Ingester) gather(batch []*request, wait *time.Timer) []*request {
+	waiting := false
+	for len(batch) < in.opts.MaxBatch {
+		select {
+		case r := <-in.reqs:
+			batch = append(batch, r)
+			continue
+		default:
+		}
+		if wait == nil || len(batch) < groupMin {
+			return batch
+		}
+		if !waiting {
+			wait.Reset(in.opts.GroupWait)
+			waiting = true
+		}
+		select {
+		case r := <-in.reqs:
+			batch = append(batch, r)
+		case <-wait.C:
+			return batch
+		case <-in.closing:
+			wait.Stop()
+			return batch
+		}
+	}
+	if waiting {
+		wait.Stop()
+	}
+	return batch
 }
 
 func (in *Ingester) commit(batch []*request) {

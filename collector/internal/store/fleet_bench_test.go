@@ -22,7 +22,7 @@ import (
 //	go test -run '^$' -bench CommitFleet -benchtime 20000x ./collector/internal/store/
 func BenchmarkCommitFleet(b *testing.B) {
 	for _, sites := range []int{2000, 20000} {
-		for _, batch := range []int{256, 1024} {
+		for _, batch := range []int{48, 256, 1024} {
 			b.Run(fmt.Sprintf("sites=%d/batch=%d", sites, batch), func(b *testing.B) {
 				s := openStore(b)
 				ctx := context.Background()
