@@ -295,3 +295,36 @@ func TestAcksWaitWhilePublisherBusy(t *testing.T) {
 		t.Errorf("ack errors counted: %v", got)
 	}
 }
+
+// gather commits a message that comes alone at once, and waits for more
+// while they come fast, until the batch is full.
+func TestGatherWaitsOnlyWhileMessagesComeFast(t *testing.T) {
+	in := &Ingester{opts: Options{MaxBatch: 50, GroupWait: 10 * time.Second}, reqs: make(chan *request, 100), closing: make(chan struct{})}
+	wait := time.NewTimer(time.Hour)
+	wait.Stop()
+	for range 3 {
+		in.reqs <- &request{}
+	}
+	start := time.Now()
+	if b := in.gather(nil, wait); len(b) != 3 || time.Since(start) > 5*time.Second {
+		t.Fatalf("3 messages queued: a batch of %d after %s, want 3 at once", len(b), time.Since(start))
+	}
+	for range groupMin {
+		in.reqs <- &request{}
+	}
+	go func() {
+		for range 50 - groupMin {
+			time.Sleep(time.Millisecond)
+			in.reqs <- &request{}
+		}
+	}()
+	start = time.Now()
+	if b := in.gather(nil, wait); len(b) != 50 || time.Since(start) > 5*time.Second {
+		t.Fatalf("%d queued and more coming: a batch of %d after %s, want the full 50 before GroupWait", groupMin, len(b), time.Since(start))
+	}
+	// no waiting at all once closing
+	in.reqs <- &request{}
+	if b := in.gather(nil, nil); len(b) != 1 {
+		t.Fatalf("closing: a batch of %d, want 1", len(b))
+	}
+}
