@@ -128,8 +128,8 @@ func New(opts Options) *Ingester {
 	in := &Ingester{
 		opts:      opts,
 		log:       opts.Logger,
-		reqs:      make(chan *request, 2048), // two full batches: one filling while one commits
-		acks:      make(chan ackItem, 65536),
+		reqs:      make(chan *request, opts.MaxBatch), // the next transaction, filling while one commits
+		acks:      make(chan ackItem, 16384),          // a second of acks at 16,000 messages a second
 		logged:    map[string]time.Time{},
 		closing:   make(chan struct{}),
 		batchDone: make(chan struct{}),
