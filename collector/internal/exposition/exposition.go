@@ -18,6 +18,7 @@ import (
 	"slices"
 	"strings"
 	"unicode/utf8"
+	"unsafe"
 
 	"github.com/prometheus/common/model"
 )
@@ -145,31 +146,32 @@ func NewLabel(s string) (Label, bool) {
 // Add values, then call Done, then Label. An Arena is not safe for
 // concurrent use until Done returns; after, it is read-only.
 type Arena struct {
-	b strings.Builder // its String is the text, not a copy of it
-	s string
+	buf []byte
+	s   string // buf's text, after Done
 }
 
 // A Ref names a label value in an Arena.
 type Ref struct{ off, n uint32 }
 
 // NewArena returns an Arena with room for size bytes of label values.
-func NewArena(size int) *Arena {
-	a := &Arena{}
-	a.b.Grow(size)
-	return a
-}
+func NewArena(size int) *Arena { return NewArenaOn(make([]byte, 0, size)) }
+
+// NewArenaOn returns an Arena that keeps its values in buf's capacity
+// (its contents are overwritten), and on the heap past it. buf must not
+// change while the Arena is in use.
+func NewArenaOn(buf []byte) *Arena { return &Arena{buf: buf[:0]} }
 
 // Add copies l into the arena and returns its Ref.
 func (a *Arena) Add(l Label) Ref {
-	r := Ref{uint32(a.b.Len()), uint32(len(l.escaped))}
-	a.b.WriteString(l.escaped)
+	r := Ref{uint32(len(a.buf)), uint32(len(l.escaped))}
+	a.buf = append(a.buf, l.escaped...)
 	return r
 }
 
 // Done ends the adding.
 func (a *Arena) Done() {
-	a.s = a.b.String()
-	a.b = strings.Builder{}
+	a.s = unsafe.String(unsafe.SliceData(a.buf), len(a.buf)) // no copy: buf is not written again
+	a.buf = nil
 }
 
 // Label returns the label value r names.

@@ -3,8 +3,10 @@ package metrics
 import (
 	"math"
 	"time"
+	"unsafe"
 
 	"github.com/hubmon/hubmon/collector/internal/exposition"
+	"github.com/hubmon/hubmon/collector/internal/offheap"
 )
 
 // The per-site families of /metrics: each one read by a dashboard, a
@@ -261,10 +263,14 @@ func newAgentRow(site ref, a *agentState, ar *exposition.Arena) agentRow {
 	return r
 }
 
-func flatten(snap []*siteState) *rows {
-	r := &rows{labels: exposition.NewArena(160 * len(snap)), speeds: make([]speedRow, 0, len(snap)), lines: make([]lineRow, 0, len(snap)),
-		totals: make([]totalRow, 0, len(snap)), dns: make([]dnsRow, 0, 2*len(snap)), http: make([]httpRow, 0, 3*len(snap)),
-		agents: make([]agentRow, 0, len(snap))}
+// flatten makes the rows of snap in reg (its text and rows hold no
+// pointers); a fleet larger than the room made for it (a site has up to
+// twice the default probes) goes on in the Go heap.
+func flatten(snap []*siteState, reg *offheap.Region) *rows {
+	n := len(snap)
+	r := &rows{labels: exposition.NewArenaOn(reg.Bytes(0, 320*n)), speeds: offheap.Slice[speedRow](reg, 0, 2*n),
+		lines: offheap.Slice[lineRow](reg, 0, 2*n), totals: offheap.Slice[totalRow](reg, 0, 2*n), dns: offheap.Slice[dnsRow](reg, 0, 4*n),
+		http: offheap.Slice[httpRow](reg, 0, 6*n), wifi: offheap.Slice[wifiRow](reg, 0, n), agents: offheap.Slice[agentRow](reg, 0, n)}
 	ar := r.labels
 	for i, s := range snap {
 		if i%touchBatch == 0 {
@@ -313,6 +319,11 @@ func flatten(snap []*siteState) *rows {
 	ar.Done()
 	return r
 }
+
+// flatBytes is the room flatten makes a site (address space: only what the
+// rows fill takes memory).
+const flatBytes = 320 + 2*unsafe.Sizeof(speedRow{}) + 2*unsafe.Sizeof(lineRow{}) + 2*unsafe.Sizeof(totalRow{}) +
+	4*unsafe.Sizeof(dnsRow{}) + 6*unsafe.Sizeof(httpRow{}) + unsafe.Sizeof(wifiRow{}) + unsafe.Sizeof(agentRow{}) + 64
 
 // touchBatch is how many sites touch reads ahead of flatten.
 const touchBatch = 32
@@ -374,8 +385,15 @@ func touch(batch []*siteState) int {
 
 // WriteSeries writes the series of every site to w, from a snapshot taken
 // when it starts. It may be called concurrently with everything else.
+//
+// The rows it writes from are made outside the Go heap (package offheap),
+// and given back when it returns: a scrape costs the collector's heap
+// nothing that outlives it.
 func (f *Fleet) WriteSeries(w *exposition.Writer) {
-	r := flatten(f.snapshot())
+	snap := f.snapshot()
+	reg := offheap.New(int(flatBytes) * len(snap))
+	defer reg.Free()
+	r := flatten(snap, reg)
 	writeSpeeds(w, r.labels, r.speeds)
 	writeLines(w, r.labels, r.lines, r.totals)
 	writeLight(w, r.labels, r)
