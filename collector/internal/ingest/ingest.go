@@ -432,19 +432,23 @@ func (in *Ingester) queueAck(a ackItem) {
 	}
 }
 
+// pendingAck is a site's ack being gathered, and its size so far.
+type pendingAck struct {
+	wire.Ack
+	size int
+}
+
 // acker gathers acks per site for AckDelay and publishes one message per site.
 func (in *Ingester) acker() {
 	defer close(in.ackDone)
-	pending := map[string]*wire.Ack{}
-	size := map[string]int{}
+	pending := map[string]*pendingAck{}
 	// flush publishes the site's ack and reports false when the publisher
 	// is busy: the ack is kept, growing, for a later tick
 	flush := func(site string) bool {
-		if !in.sendAck(site, pending[site]) {
+		if !in.sendAck(site, &pending[site].Ack) {
 			return false
 		}
 		delete(pending, site)
-		delete(size, site)
 		return true
 	}
 	tick := time.NewTicker(in.opts.AckDelay)
@@ -460,25 +464,25 @@ func (in *Ingester) acker() {
 				}
 				return
 			}
-			ack := pending[a.site]
-			if ack == nil {
-				ack = &wire.Ack{Version: wire.Version, Site: a.site}
-				pending[a.site] = ack
+			p := pending[a.site]
+			if p == nil {
+				p = &pendingAck{Ack: wire.Ack{Version: wire.Version, Site: a.site}}
+				pending[a.site] = p
 			}
-			if size[a.site] > wire.MaxPayloadBytes*3/4 {
+			if p.size > wire.MaxPayloadBytes*3/4 {
 				// held back this long (the publisher busy) and still
 				// growing: the agent re-sends this one after its timeout
 				in.opts.Health.Acks.WithLabelValues("error").Inc()
 				continue
 			}
 			if a.rejected == "" {
-				ack.Stored = append(ack.Stored, a.id)
-				size[a.site] += len(a.id) + 3
+				p.Stored = append(p.Stored, a.id)
+				p.size += len(a.id) + 3
 			} else {
-				ack.Rejected = append(ack.Rejected, wire.Rejected{MessageID: a.id, Reason: a.rejected})
-				size[a.site] += len(a.id) + len(a.rejected) + 32
+				p.Rejected = append(p.Rejected, wire.Rejected{MessageID: a.id, Reason: a.rejected})
+				p.size += len(a.id) + len(a.rejected) + 32
 			}
-			if size[a.site] > wire.MaxPayloadBytes/2 {
+			if p.size > wire.MaxPayloadBytes/2 {
 				flush(a.site)
 			}
 		case <-tick.C:

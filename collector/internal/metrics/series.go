@@ -223,7 +223,7 @@ var agentFigures = [...]struct {
 
 // value returns f's value, or NaN for none.
 func (f figure) value() float64 {
-	if !f.ok {
+	if !f.ok() {
 		return math.NaN()
 	}
 	return f.v
@@ -231,7 +231,7 @@ func (f figure) value() float64 {
 
 // time returns when f was measured (Unix time), or NaN for none.
 func (f figure) time() float64 {
-	if !f.ok {
+	if !f.ok() {
 		return math.NaN()
 	}
 	return unixNano(f.at)

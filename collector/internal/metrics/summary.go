@@ -42,13 +42,13 @@ func (f *Fleet) Sites() []SiteSummary {
 			sum := &SpeedSummary{Probe: p.name, At: sp.lastAttempt, Success: sp.success}
 			// the figures of that very test, when it measured them
 			last := sp.lastAttempt.UnixNano()
-			if sp.download.ok && sp.download.at == last {
+			if sp.download.ok() && sp.download.at == last {
 				sum.Download = &sp.download.v
 			}
-			if sp.upload.ok && sp.upload.at == last {
+			if sp.upload.ok() && sp.upload.at == last {
 				sum.Upload = &sp.upload.v
 			}
-			if sp.latency.ok && sp.latency.at == last {
+			if sp.latency.ok() && sp.latency.at == last {
 				sum.Latency = &sp.latency.v
 			}
 			s.Speed = sum
