@@ -17,6 +17,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hubmon/hubmon/agent/wire"
@@ -78,6 +79,7 @@ type result struct {
 
 type request struct {
 	item store.Item
+	sync bool         // from Handle: its caller waits for the commit
 	done func(result) // called once, by the batcher
 }
 
@@ -105,6 +107,8 @@ type Ingester struct {
 	logged     map[string]time.Time // reason -> last logged, to keep a flood out of the log
 	commitMu   sync.Mutex
 	commitErr  error // the last commit's error; nil once one succeeds
+	// waiting: callers of Handle waiting for their commit (gather)
+	waiting atomic.Int64
 }
 
 // New creates an Ingester and starts its batcher. Call SetPublisher before
@@ -181,8 +185,10 @@ func (in *Ingester) LoadState(ctx context.Context, assumeOffline bool) error {
 // error only when the message could not be committed, and then the caller
 // must not acknowledge it to the broker, so that it is delivered again.
 func (in *Ingester) Handle(ctx context.Context, site, kind string, payload []byte) error {
+	in.waiting.Add(1)
+	defer in.waiting.Add(-1)
 	res := make(chan error, 1)
-	in.HandleAsync(ctx, site, kind, payload, func(err error) { res <- err })
+	in.handle(ctx, site, kind, payload, true, func(err error) { res <- err })
 	select {
 	case err := <-res:
 		return err
@@ -204,6 +210,11 @@ func (in *Ingester) Handle(ctx context.Context, site, kind string, payload []byt
 // broker, and TCP pushes back, so the messages held in memory are bounded
 // whatever the broker sends.
 func (in *Ingester) HandleAsync(ctx context.Context, site, kind string, payload []byte, done func(error)) {
+	in.handle(ctx, site, kind, payload, false, done)
+}
+
+// handle is HandleAsync; sync says the caller waits for done (Handle).
+func (in *Ingester) handle(ctx context.Context, site, kind string, payload []byte, sync bool, done func(error)) {
 	now := in.opts.Now().UTC()
 	if in.opts.Sites != nil && !in.opts.Sites.Known(site) {
 		// not acked back as rejected: the site may be added to the sites
@@ -241,7 +252,7 @@ func (in *Ingester) HandleAsync(ctx context.Context, site, kind string, payload 
 		done(nil)
 		return
 	}
-	if err := in.submit(ctx, it, func(r result) { done(r.err) }); err != nil {
+	if err := in.submit(ctx, &request{item: it, sync: sync, done: func(r result) { done(r.err) }}); err != nil {
 		done(err)
 	}
 }
@@ -282,9 +293,9 @@ func kindLabel(kind string) string {
 	return "other"
 }
 
-// submit queues it for the batcher, which calls done after the commit. It
-// returns an error (and done is never called) when it could not queue it.
-func (in *Ingester) submit(ctx context.Context, it store.Item, done func(result)) error {
+// submit queues r for the batcher, which calls r.done after the commit. It
+// returns an error (and r.done is never called) when it could not queue it.
+func (in *Ingester) submit(ctx context.Context, r *request) error {
 	// Close waits for queueing to finish, so everything queued is committed
 	in.enqMu.RLock()
 	defer in.enqMu.RUnlock()
@@ -292,7 +303,7 @@ func (in *Ingester) submit(ctx context.Context, it store.Item, done func(result)
 		return ErrClosed
 	}
 	select {
-	case in.reqs <- &request{item: it, done: done}:
+	case in.reqs <- r:
 		return nil
 	case <-ctx.Done():
 		return ctx.Err()
@@ -329,18 +340,29 @@ func (in *Ingester) batcher() {
 // (BenchmarkCommitFleet); every transaction writes the pages it touched,
 // and its fsync. Without the wait the batcher took whatever had come during
 // the last commit, 48 messages on average while draining a backlog at 20,000
-// sites (bench/README.md). A message that comes alone is not delayed.
+// sites (bench/README.md). A message that comes alone is not delayed, nor a
+// batch that holds every caller of Handle waiting (the embedded broker's
+// clients, one message in flight each): nothing more can come from them.
 func (in *Ingester) gather(batch []*request, wait *time.Timer) []*request {
 	waiting := false
+	synced := 0 // requests of Handle's callers in batch
+	for _, r := range batch {
+		if r.sync {
+			synced++
+		}
+	}
 	for len(batch) < in.opts.MaxBatch {
 		select {
 		case r := <-in.reqs:
 			batch = append(batch, r)
+			if r.sync {
+				synced++
+			}
 			continue
 		default:
 		}
-		if wait == nil || len(batch) < groupMin {
-			return batch
+		if wait == nil || len(batch) < groupMin || (synced > 0 && int64(synced) >= in.waiting.Load()) {
+			break
 		}
 		if !waiting {
 			wait.Reset(in.opts.GroupWait)
@@ -349,12 +371,15 @@ func (in *Ingester) gather(batch []*request, wait *time.Timer) []*request {
 		select {
 		case r := <-in.reqs:
 			batch = append(batch, r)
+			if r.sync {
+				synced++
+			}
+			continue
 		case <-wait.C:
 			return batch
 		case <-in.closing:
-			wait.Stop()
-			return batch
 		}
+		break
 	}
 	if waiting {
 		wait.Stop()

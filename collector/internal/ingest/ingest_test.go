@@ -297,7 +297,8 @@ func TestAcksWaitWhilePublisherBusy(t *testing.T) {
 }
 
 // gather commits a message that comes alone at once, and waits for more
-// while they come fast, until the batch is full.
+// while they come fast, until the batch is full, but not for callers of
+// Handle when all of them are in the batch.
 func TestGatherWaitsOnlyWhileMessagesComeFast(t *testing.T) {
 	in := &Ingester{opts: Options{MaxBatch: 50, GroupWait: 10 * time.Second}, reqs: make(chan *request, 100), closing: make(chan struct{})}
 	wait := time.NewTimer(time.Hour)
@@ -321,6 +322,15 @@ func TestGatherWaitsOnlyWhileMessagesComeFast(t *testing.T) {
 	start = time.Now()
 	if b := in.gather(nil, wait); len(b) != 50 || time.Since(start) > 5*time.Second {
 		t.Fatalf("%d queued and more coming: a batch of %d after %s, want the full 50 before GroupWait", groupMin, len(b), time.Since(start))
+	}
+	// every caller of Handle waiting is in the batch: nothing more can come
+	in.waiting.Store(groupMin + 4)
+	for range groupMin + 4 {
+		in.reqs <- &request{sync: true}
+	}
+	start = time.Now()
+	if b := in.gather(nil, wait); len(b) != groupMin+4 || time.Since(start) > 5*time.Second {
+		t.Fatalf("every waiting caller queued: a batch of %d after %s, want %d at once", len(b), time.Since(start), groupMin+4)
 	}
 	// no waiting at all once closing
 	in.reqs <- &request{}

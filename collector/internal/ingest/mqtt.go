@@ -297,6 +297,7 @@ func dialBuffered(u *url.URL, o mqtt.ClientOptions) (*bufferedConn, error) {
 	if err != nil {
 		return nil, err
 	}
+	raw := conn
 	switch u.Scheme {
 	case "tcp", "mqtt":
 	case "ssl", "tls", "mqtts":
@@ -321,12 +322,13 @@ func dialBuffered(u *url.URL, o mqtt.ClientOptions) (*bufferedConn, error) {
 		conn.Close()
 		return nil, fmt.Errorf("unknown scheme %q (tcp or ssl)", u.Scheme)
 	}
-	return newBufferedConn(conn, o.WriteTimeout), nil
+	return newBufferedConn(conn, raw, o.WriteTimeout), nil
 }
 
-// newBufferedConn wraps conn and starts its sender.
-func newBufferedConn(conn net.Conn, writeTimeout time.Duration) *bufferedConn {
-	c := &bufferedConn{Conn: conn, r: bufio.NewReaderSize(conn, 64<<10), writeTimeout: writeTimeout,
+// newBufferedConn wraps conn, whose socket is raw (conn itself without
+// TLS), and starts its sender.
+func newBufferedConn(conn, raw net.Conn, writeTimeout time.Duration) *bufferedConn {
+	c := &bufferedConn{Conn: conn, raw: raw, r: bufio.NewReaderSize(conn, 64<<10), writeTimeout: writeTimeout,
 		ended: make(chan struct{}), closed: make(chan struct{}), sent: make(chan struct{})}
 	c.wcond.L = &c.wmu
 	go c.send()
@@ -339,6 +341,11 @@ func newBufferedConn(conn net.Conn, writeTimeout time.Duration) *bufferedConn {
 // first (see Close).
 type bufferedConn struct {
 	net.Conn
+	// raw is the socket under Conn (Conn itself without TLS): closed to end
+	// the connection at once, where closing a TLS connection that has not
+	// failed first sends close_notify, waiting up to 5 s on a broker that
+	// reads nothing
+	raw     net.Conn
 	r       *bufio.Reader
 	leaving *atomic.Bool  // Subscriber.leaving; nil: never
 	ended   chan struct{} // closed when a read fails: the broker closed its side
@@ -423,9 +430,12 @@ func (c *bufferedConn) send() {
 			c.unsent = nil
 			c.wcond.Broadcast()
 			c.wmu.Unlock()
-			c.Conn.Close() // paho's reader fails now, not at the next keep-alive
+			c.raw.Close() // paho's reader fails now, not at the next keep-alive
 			return
 		}
+		// no deadline between sends: a write of TLS's own (the answer to
+		// a key update, made by Read) must not find one long expired
+		c.Conn.SetWriteDeadline(time.Time{})
 	}
 }
 
@@ -437,15 +447,15 @@ func (c *bufferedConn) Read(p []byte) (int, error) {
 	return n, err
 }
 
-// lingerTimeout bounds how long Close takes, our side's close (TLS's
-// close_notify) and the wait for the broker's included. (TLS gives its
-// close_notify up to 5 s of its own; Subscriber.Close waits a second more.)
+// lingerTimeout bounds how long a leaving Close takes: the last send, our
+// side's close (TLS's close_notify) and the wait for the broker's.
+// (Subscriber.Close waits a second more.)
 var lingerTimeout = 5 * time.Second // a variable for tests
 
 // Close closes the connection. When the subscriber is leaving (paho closes
 // the connection right after writing DISCONNECT), it first sends what paho
-// wrote, closes only our side for writing and waits, at most lingerTimeout, until the broker has
-// closed its own: the broker reads a connection in order, so by then it has
+// wrote, closes only our side for writing and waits until the broker has
+// closed its own, all within lingerTimeout: the broker reads a connection in order, so by then it has
 // handled every PUBACK written before the DISCONNECT. Closed at once, a
 // broker slow to read (Mosquitto on a busy machine) lost those PUBACKs when
 // the next session with our client id took the old one over, or when our
@@ -454,6 +464,7 @@ var lingerTimeout = 5 * time.Second // a variable for tests
 // TestSubscriberOneAtATime failed 7 times in 40 under CPU load). Paho's
 // reader goes on reading meanwhile; what it reads now is not acknowledged
 // (Subscriber.onMessage), so the broker keeps it for the next session.
+// Otherwise (the connection lost) it closes the socket at once.
 func (c *bufferedConn) Close() error {
 	c.closeMu.Lock()
 	defer c.closeMu.Unlock()
@@ -468,26 +479,38 @@ func (c *bufferedConn) Close() error {
 	c.wcond.Broadcast()
 	c.wmu.Unlock()
 	if c.leaving != nil && c.leaving.Load() {
-		// one deadline for all of it: the sender's last send (to a broker
-		// that reads nothing) is cut short by it, and so is TLS's
-		// CloseWrite, which waits for a write in progress to end before it
-		// sends close_notify
-		deadline := time.Now().Add(lingerTimeout)
-		t := time.NewTimer(lingerTimeout)
-		defer t.Stop()
-		select {
-		case <-c.sent:
-			c.Conn.SetWriteDeadline(deadline)
+		// all of it within lingerTimeout: the sender's last send and
+		// TLS's CloseWrite (close_notify, which gives itself 5 s) block
+		// on a broker that reads nothing, and closing the socket under
+		// them when the time is up ends both
+		graceful := make(chan struct{})
+		go func() {
+			defer close(graceful)
+			select {
+			case <-c.sent:
+			case <-c.closed:
+				return
+			}
 			if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok && cw.CloseWrite() == nil {
 				select {
 				case <-c.ended:
-				case <-t.C:
+				case <-c.closed:
 				}
 			}
+		}()
+		t := time.NewTimer(lingerTimeout)
+		select {
+		case <-graceful:
 		case <-t.C:
+			c.raw.Close()
 		}
+		t.Stop()
+	} else {
+		c.raw.Close() // the connection is lost or given up: no close_notify
 	}
-	return c.Conn.Close()
+	err := c.Conn.Close()
+	c.raw.Close()
+	return err
 }
 
 // MaxAcksInFlight bounds the acks published and not yet acknowledged by the

@@ -542,13 +542,10 @@ func TestSubscriberCloseWaitsForBroker(t *testing.T) {
 	}
 }
 
-// A graceful close over TLS while a write is stuck (a broker that reads
-// nothing) still ends: TLS's CloseWrite waits for the write in progress, so
-// Close cuts it short first. Without that it waited as long as the broker
-// stalled.
-func TestCloseTLSWithWriteStalled(t *testing.T) {
-	defer func(d time.Duration) { lingerTimeout = d }(lingerTimeout)
-	lingerTimeout = 500 * time.Millisecond
+// stalledTLSBroker is a TLS server on 127.0.0.1 that shakes hands and then
+// reads nothing, and a client config that trusts it.
+func stalledTLSBroker(t *testing.T) (addr string, cfg *tls.Config) {
+	t.Helper()
 	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	der, err := x509.CreateCertificate(rand.Reader, &x509.Certificate{SerialNumber: big.NewInt(1),
 		Subject: pkix.Name{CommonName: "broker"}, NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
@@ -562,8 +559,8 @@ func TestCloseTLSWithWriteStalled(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer l.Close()
-	go func() { // a broker that shakes hands and then reads nothing
+	t.Cleanup(func() { l.Close() })
+	go func() {
 		c, err := l.Accept()
 		if err != nil {
 			return
@@ -574,15 +571,25 @@ func TestCloseTLSWithWriteStalled(t *testing.T) {
 	}()
 	pool := x509.NewCertPool()
 	pool.AddCert(cert)
-	u, _ := neturl.Parse("ssl://" + l.Addr().String())
-	c, err := dialBuffered(u, mqtt.ClientOptions{TLSConfig: &tls.Config{RootCAs: pool}, ConnectTimeout: 5 * time.Second})
+	return l.Addr().String(), &tls.Config{RootCAs: pool}
+}
+
+// A graceful close over TLS while a send is stuck (a broker that reads
+// nothing) ends within lingerTimeout: the send, and TLS's close_notify,
+// which gives itself 5 s, are cut short by closing the socket under them.
+func TestCloseTLSWithWriteStalled(t *testing.T) {
+	defer func(d time.Duration) { lingerTimeout = d }(lingerTimeout)
+	lingerTimeout = 500 * time.Millisecond
+	addr, cfg := stalledTLSBroker(t)
+	u, _ := neturl.Parse("ssl://" + addr)
+	c, err := dialBuffered(u, mqtt.ClientOptions{TLSConfig: cfg, ConnectTimeout: 5 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
 	var leaving atomic.Bool
 	leaving.Store(true)
 	c.leaving = &leaving
-	go c.Write(make([]byte, 64<<20)) // fills the socket's buffers, then waits
+	c.Write(make([]byte, 64<<20)) // fills the socket's buffers, then the send waits
 	time.Sleep(300 * time.Millisecond)
 	start := time.Now()
 	closed := make(chan struct{})
@@ -590,8 +597,34 @@ func TestCloseTLSWithWriteStalled(t *testing.T) {
 	select {
 	case <-closed:
 		t.Logf("Close took %s", time.Since(start))
-	case <-time.After(lingerTimeout + 7*time.Second): // TLS gives close_notify 5 s of its own
-		t.Fatal("Close still waiting for the stuck write")
+	case <-time.After(lingerTimeout + 3*time.Second):
+		t.Fatal("Close still waiting for the stuck send")
+	}
+}
+
+// A send that times out over TLS ends the connection at once, so that
+// paho's reader fails and paho reconnects (left open, the reader would wait
+// for the broker, or for the next keep-alive to fail).
+func TestSendTimeoutTLSEndsReader(t *testing.T) {
+	addr, cfg := stalledTLSBroker(t)
+	u, _ := neturl.Parse("ssl://" + addr)
+	c, err := dialBuffered(u, mqtt.ClientOptions{TLSConfig: cfg, ConnectTimeout: 5 * time.Second, WriteTimeout: 200 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	read := make(chan error, 1)
+	go func() {
+		_, err := c.Read(make([]byte, 1))
+		read <- err
+	}()
+	start := time.Now()
+	c.Write(make([]byte, 64<<20))
+	select {
+	case err := <-read:
+		t.Logf("reader ended %s after the write: %v", time.Since(start), err)
+	case <-time.After(3 * time.Second): // the send times out at 0.2 s
+		t.Fatal("the reader still waits after the send timed out")
 	}
 }
 
@@ -645,7 +678,7 @@ func tcpPair(t *testing.T) (client, server net.Conn) {
 func TestBufferedConnGathersWrites(t *testing.T) {
 	client, server := tcpPair(t)
 	slow := &slowConn{Conn: client}
-	c := newBufferedConn(slow, 5*time.Second)
+	c := newBufferedConn(slow, client, 5*time.Second)
 	var leaving atomic.Bool
 	leaving.Store(true)
 	c.leaving = &leaving
@@ -689,7 +722,7 @@ func readAll(c net.Conn) ([]byte, error) {
 // (and paho reconnects), and later writes return the error.
 func TestBufferedConnSendFails(t *testing.T) {
 	client, _ := tcpPair(t)
-	c := newBufferedConn(&slowConn{Conn: client, failAfter: 1}, 5*time.Second)
+	c := newBufferedConn(&slowConn{Conn: client, failAfter: 1}, client, 5*time.Second)
 	c.Write([]byte{0x40, 0x02, 0, 1})
 	read := make(chan error, 1)
 	go func() {
