@@ -344,42 +344,39 @@ func (in *Ingester) batcher() {
 // batch that holds every caller of Handle waiting (the embedded broker's
 // clients, one message in flight each): nothing more can come from them.
 func (in *Ingester) gather(batch []*request, wait *time.Timer) []*request {
-	waiting := false
 	synced := 0 // requests of Handle's callers in batch
 	for _, r := range batch {
 		if r.sync {
 			synced++
 		}
 	}
+	waiting := false
 	for len(batch) < in.opts.MaxBatch {
+		var r *request
 		select {
-		case r := <-in.reqs:
-			batch = append(batch, r)
-			if r.sync {
-				synced++
-			}
-			continue
+		case r = <-in.reqs:
 		default:
+			if wait == nil || len(batch) < groupMin || (synced > 0 && int64(synced) >= in.waiting.Load()) {
+				break
+			}
+			if !waiting {
+				wait.Reset(in.opts.GroupWait)
+				waiting = true
+			}
+			select {
+			case r = <-in.reqs:
+			case <-wait.C:
+				return batch
+			case <-in.closing:
+			}
 		}
-		if wait == nil || len(batch) < groupMin || (synced > 0 && int64(synced) >= in.waiting.Load()) {
+		if r == nil {
 			break
 		}
-		if !waiting {
-			wait.Reset(in.opts.GroupWait)
-			waiting = true
+		batch = append(batch, r)
+		if r.sync {
+			synced++
 		}
-		select {
-		case r := <-in.reqs:
-			batch = append(batch, r)
-			if r.sync {
-				synced++
-			}
-			continue
-		case <-wait.C:
-			return batch
-		case <-in.closing:
-		}
-		break
 	}
 	if waiting {
 		wait.Stop()
