@@ -132,6 +132,7 @@ deps:
 
 vet:
 	$(GO) vet ./...
+	$(GO) vet -tags pprofdebug ./collector/
 	@test -z "$$(gofmt -l agent collector deploy bench)" || { echo "gofmt needed:"; gofmt -l agent collector deploy bench; exit 1; }
 
 lint: vet
