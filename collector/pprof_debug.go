@@ -38,8 +38,10 @@ func init() {
 	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
-		fmt.Fprintf(os.Stderr, "HUBMON_PPROF_LISTEN=%q: %v\n", addr, err)
-		os.Exit(2)
+		// said, and no more: a subcommand (backup) run beside the daemon
+		// finds the address taken
+		fmt.Fprintf(os.Stderr, "HUBMON_PPROF_LISTEN=%q: no profiles: %v\n", addr, err)
+		return
 	}
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	go srv.Serve(ln)

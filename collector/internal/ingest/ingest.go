@@ -107,7 +107,8 @@ type Ingester struct {
 	logged     map[string]time.Time // reason -> last logged, to keep a flood out of the log
 	commitMu   sync.Mutex
 	commitErr  error // the last commit's error; nil once one succeeds
-	// waiting: callers of Handle waiting for their commit (gather)
+	// waiting: requests of Handle's callers queued or being committed
+	// (gather)
 	waiting atomic.Int64
 }
 
@@ -185,8 +186,6 @@ func (in *Ingester) LoadState(ctx context.Context, assumeOffline bool) error {
 // error only when the message could not be committed, and then the caller
 // must not acknowledge it to the broker, so that it is delivered again.
 func (in *Ingester) Handle(ctx context.Context, site, kind string, payload []byte) error {
-	in.waiting.Add(1)
-	defer in.waiting.Add(-1)
 	res := make(chan error, 1)
 	in.handle(ctx, site, kind, payload, true, func(err error) { res <- err })
 	select {
@@ -252,7 +251,13 @@ func (in *Ingester) handle(ctx context.Context, site, kind string, payload []byt
 		done(nil)
 		return
 	}
+	if sync {
+		in.waiting.Add(1) // until its commit (finish), not until Handle returns
+	}
 	if err := in.submit(ctx, &request{item: it, sync: sync, done: func(r result) { done(r.err) }}); err != nil {
+		if sync {
+			in.waiting.Add(-1)
+		}
 		done(err)
 	}
 }
@@ -400,7 +405,7 @@ func (in *Ingester) commit(batch []*request) {
 		in.log.Error("commit to history failed; messages will be re-sent", "messages", len(batch), "err", err)
 		for _, r := range batch {
 			in.opts.Health.Messages.WithLabelValues(itemKind(r.item), "store_error").Inc()
-			r.done(result{err: fmt.Errorf("store: %w", err)})
+			in.finish(r, result{err: fmt.Errorf("store: %w", err)})
 		}
 		return
 	}
@@ -429,8 +434,16 @@ func (in *Ingester) commit(batch []*request) {
 			}
 			in.opts.Fleet.Seen(it.Status.Site, it.ReceivedAt)
 		}
-		r.done(result{outcome: o})
+		in.finish(r, result{outcome: o})
 	}
+}
+
+// finish tells r's caller what became of it.
+func (in *Ingester) finish(r *request, res result) {
+	if r.sync {
+		in.waiting.Add(-1)
+	}
+	r.done(res)
 }
 
 func itemKind(it store.Item) string {

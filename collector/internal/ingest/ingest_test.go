@@ -205,6 +205,9 @@ func TestConcurrentHandleBatches(t *testing.T) {
 	if n, _ := f.st.Count(ctx); n != 200 {
 		t.Fatalf("stored %d, want 200", n)
 	}
+	if n := f.in.waiting.Load(); n != 0 {
+		t.Errorf("%d requests of Handle still counted waiting after every commit", n)
+	}
 	f.in.Close()
 	stored, _ := f.acks.all()
 	if len(stored) != 200 {

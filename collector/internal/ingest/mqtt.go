@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -510,6 +511,9 @@ func (c *bufferedConn) Close() error {
 	}
 	err := c.Conn.Close()
 	c.raw.Close()
+	if errors.Is(err, net.ErrClosed) {
+		err = nil // the socket closed under it above, as intended
+	}
 	return err
 }
 
