@@ -92,9 +92,9 @@ run: build
 # screenshots there.
 test: deps vet build dist
 	HUBMON_REQUIRE_DIST=1 HUBMON_REQUIRE_CHROMIUM=1 $(GO) test -race -count=1 -timeout 20m ./...
-	$(GO) test -run '^$$' -fuzz FuzzDecodeMeasurement -fuzztime 300000x ./agent/wire/
-	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime 100000x ./agent/internal/config/
-	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime 100000x ./collector/internal/config/
+	$(GO) test -run '^$$' -fuzz FuzzDecodeMeasurement -fuzztime 300000x -fuzzminimizetime 10s ./agent/wire/
+	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime 100000x -fuzzminimizetime 10s ./agent/internal/config/
+	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime 100000x -fuzzminimizetime 10s ./collector/internal/config/
 
 ## bench: Go benchmarks, then the fleet load benchmark
 bench: bench-go bench-load
