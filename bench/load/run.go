@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"math"
 	"os"
 	"path/filepath"
@@ -351,6 +352,13 @@ func (m *meter) read() cpu {
 
 func (m *meter) start() { m.t0 = m.read() }
 
+// ingestFigures are the CPU and memory figures of an ingest line that
+// committed messages.
+func (c cpu) ingestFigures(messages int) map[string]any {
+	return map[string]any{"collector_cpu_seconds": c.coll, "broker_cpu_seconds": c.broker, "loadgen_cpu_seconds": c.self,
+		"collector_cpu_ms_per_message": 1000 * c.coll / float64(messages), "collector_hwm_bytes": c.hwm}
+}
+
 func (m *meter) stop() cpu {
 	c := m.read()
 	return cpu{coll: c.coll - m.t0.coll, broker: c.broker - m.t0.broker, self: c.self - m.t0.self, hwm: c.hwm}
@@ -434,12 +442,11 @@ func (b *bench) ingest(ctx context.Context, n int, sim *fleetsim.Sim, m *meter, 
 	c := m.stop()
 	m.record(mode, c)
 	secs := r.LastAck.Sub(from).Seconds()
-	extra := map[string]any{"mode": mode, "messages": r.Acked + r.Statuses, "measurements_acked": r.Acked, "statuses": r.Statuses,
+	extra := c.ingestFigures(r.Acked + r.Statuses)
+	maps.Copy(extra, map[string]any{"mode": mode, "messages": r.Acked + r.Statuses, "measurements_acked": r.Acked, "statuses": r.Statuses,
 		"seconds": secs, "measurements_per_second": float64(r.Acked) / secs,
 		"unacked": r.Unacked, "rejected": r.Rejected, "publish_messages_per_second": res.PublishRate(),
-		"ack_delay_p50_seconds": r.AckDelay.P50, "ack_delay_p99_seconds": r.AckDelay.P99,
-		"collector_cpu_seconds": c.coll, "broker_cpu_seconds": c.broker, "loadgen_cpu_seconds": c.self,
-		"collector_cpu_ms_per_message": 1000 * c.coll / float64(r.Acked+r.Statuses), "collector_hwm_bytes": c.hwm}
+		"ack_delay_p50_seconds": r.AckDelay.P50, "ack_delay_p99_seconds": r.AckDelay.P99})
 	switch mode {
 	case "warmup":
 		extra["note"] = "every site's first report of each probe (status, line, dns, services, local): messages / (last ack - first publish)"
@@ -490,10 +497,10 @@ func (b *bench) fillHistory(ctx context.Context, n int, sim *fleetsim.Sim, m *me
 	c := m.stop()
 	m.record("history", c)
 	secs := last.Sub(first).Seconds()
-	b.emit("ingest_messages_per_second", n, float64(acked+statuses)/secs, map[string]any{"mode": "history",
-		"messages": acked + statuses, "seconds": secs, "collector_cpu_seconds": c.coll, "broker_cpu_seconds": c.broker,
-		"loadgen_cpu_seconds": c.self, "collector_cpu_ms_per_message": 1000 * c.coll / float64(acked+statuses), "collector_hwm_bytes": c.hwm,
+	extra := c.ingestFigures(acked + statuses)
+	maps.Copy(extra, map[string]any{"mode": "history", "messages": acked + statuses, "seconds": secs,
 		"note": fmt.Sprintf("filling the history (-history %d a site) in chunks of %d, each built, published and acknowledged in turn: messages / (last ack - first publish)", b.history, historyChunk)})
+	b.emit("ingest_messages_per_second", n, float64(acked+statuses)/secs, extra)
 	return nil
 }
 

@@ -456,8 +456,9 @@ var lingerTimeout = 5 * time.Second // a variable for tests
 // Close closes the connection. When the subscriber is leaving (paho closes
 // the connection right after writing DISCONNECT), it first sends what paho
 // wrote, closes only our side for writing and waits until the broker has
-// closed its own, all within lingerTimeout: the broker reads a connection in order, so by then it has
-// handled every PUBACK written before the DISCONNECT. Closed at once, a
+// closed its own, all within lingerTimeout: the broker reads a connection
+// in order, so by then it has handled every PUBACK written before the
+// DISCONNECT. Closed at once, a
 // broker slow to read (Mosquitto on a busy machine) lost those PUBACKs when
 // the next session with our client id took the old one over, or when our
 // close reset the connection with its messages unread, and delivered up to
@@ -509,8 +510,7 @@ func (c *bufferedConn) Close() error {
 	} else {
 		c.raw.Close() // the connection is lost or given up: no close_notify
 	}
-	err := c.Conn.Close()
-	c.raw.Close()
+	err := c.Conn.Close() // TLS's closes raw too
 	if errors.Is(err, net.ErrClosed) {
 		err = nil // the socket closed under it above, as intended
 	}

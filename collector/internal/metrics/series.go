@@ -263,14 +263,27 @@ func newAgentRow(site ref, a *agentState, ar *exposition.Arena) agentRow {
 	return r
 }
 
-// flatten makes the rows of snap in reg (its text and rows hold no
-// pointers); a fleet larger than the room made for it (a site has up to
-// twice the default probes) goes on in the Go heap.
-func flatten(snap []*siteState, reg *offheap.Region) *rows {
+// room is what flatten makes room for, a site: rows of each kind (up to
+// twice the default probes) and bytes of label text. It is address space:
+// only what the rows fill takes memory; a fleet that needs more goes on in
+// the Go heap.
+const (
+	roomLabels, roomSpeeds, roomLines, roomTotals = 320, 2, 2, 2
+	roomDNS, roomHTTP, roomWiFi, roomAgents       = 4, 6, 1, 1
+)
+
+// flatten makes the rows of snap in a Region of their own (the text and
+// the rows hold no pointers), which the caller frees once it has written
+// them.
+func flatten(snap []*siteState) (*rows, *offheap.Region) {
 	n := len(snap)
-	r := &rows{labels: exposition.NewArenaOn(reg.Bytes(0, 320*n)), speeds: offheap.Slice[speedRow](reg, 0, 2*n),
-		lines: offheap.Slice[lineRow](reg, 0, 2*n), totals: offheap.Slice[totalRow](reg, 0, 2*n), dns: offheap.Slice[dnsRow](reg, 0, 4*n),
-		http: offheap.Slice[httpRow](reg, 0, 6*n), wifi: offheap.Slice[wifiRow](reg, 0, n), agents: offheap.Slice[agentRow](reg, 0, n)}
+	reg := offheap.New(n*(roomLabels+roomSpeeds*int(unsafe.Sizeof(speedRow{}))+roomLines*int(unsafe.Sizeof(lineRow{}))+
+		roomTotals*int(unsafe.Sizeof(totalRow{}))+roomDNS*int(unsafe.Sizeof(dnsRow{}))+roomHTTP*int(unsafe.Sizeof(httpRow{}))+
+		roomWiFi*int(unsafe.Sizeof(wifiRow{}))+roomAgents*int(unsafe.Sizeof(agentRow{}))) + 4096) // 4096: alignment
+	r := &rows{labels: exposition.NewArenaOn(reg.Bytes(0, roomLabels*n)), speeds: offheap.Slice[speedRow](reg, 0, roomSpeeds*n),
+		lines: offheap.Slice[lineRow](reg, 0, roomLines*n), totals: offheap.Slice[totalRow](reg, 0, roomTotals*n),
+		dns: offheap.Slice[dnsRow](reg, 0, roomDNS*n), http: offheap.Slice[httpRow](reg, 0, roomHTTP*n),
+		wifi: offheap.Slice[wifiRow](reg, 0, roomWiFi*n), agents: offheap.Slice[agentRow](reg, 0, roomAgents*n)}
 	ar := r.labels
 	for i, s := range snap {
 		if i%touchBatch == 0 {
@@ -317,13 +330,8 @@ func flatten(snap []*siteState, reg *offheap.Region) *rows {
 		}
 	}
 	ar.Done()
-	return r
+	return r, reg
 }
-
-// flatBytes is the room flatten makes a site (address space: only what the
-// rows fill takes memory).
-const flatBytes = 320 + 2*unsafe.Sizeof(speedRow{}) + 2*unsafe.Sizeof(lineRow{}) + 2*unsafe.Sizeof(totalRow{}) +
-	4*unsafe.Sizeof(dnsRow{}) + 6*unsafe.Sizeof(httpRow{}) + unsafe.Sizeof(wifiRow{}) + unsafe.Sizeof(agentRow{}) + 64
 
 // touchBatch is how many sites touch reads ahead of flatten.
 const touchBatch = 32
@@ -390,10 +398,8 @@ func touch(batch []*siteState) int {
 // and given back when it returns: a scrape costs the collector's heap
 // nothing that outlives it.
 func (f *Fleet) WriteSeries(w *exposition.Writer) {
-	snap := f.snapshot()
-	reg := offheap.New(int(flatBytes) * len(snap))
+	r, reg := flatten(f.snapshot())
 	defer reg.Free()
-	r := flatten(snap, reg)
 	writeSpeeds(w, r.labels, r.speeds)
 	writeLines(w, r.labels, r.lines, r.totals)
 	writeLight(w, r.labels, r)
