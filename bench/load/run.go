@@ -40,6 +40,9 @@ type bench struct {
 	agentTestTime time.Duration
 	keep          bool
 	collectorEnv  []string
+	runs          int         // -runs: each fleet size run this many times
+	run           int         // the run going on, from 1 (-runs > 1)
+	figures       []runFigure // every figure emitted (-runs > 1), for summarise
 	out           io.Writer
 	log           *slog.Logger
 	tmp           string
@@ -58,6 +61,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	ceiling := fs.Int("ceiling", 50000, "messages per broker-ceiling measurement")
 	e2e := fs.Duration("e2e", 20*time.Second, "how long to publish at the fleet's nominal rate for the end-to-end delay")
 	scrapes := fs.Int("scrapes", 5, "scrapes of /metrics to time")
+	runs := fs.Int("runs", 1, "run each fleet size this many times, then print each figure's median, min and max over the runs (runs on 2 shared cores differ by 10-20 %)")
 	agent := fs.Bool("agent", true, "measure the agent's footprint (idle and during a speed test)")
 	keep := fs.Bool("keep", false, "keep the working directory (logs, databases)")
 	var collectorEnv []string
@@ -74,7 +78,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	b := &bench{conns: *conns, ceilingCount: *ceiling, liveCount: *live, backlogCount: *backlog, history: *history, e2eDuration: *e2e,
-		scrapes: *scrapes, agentFirstRun: 15 * time.Second, agentTestTime: 10 * time.Second, keep: *keep, collectorEnv: collectorEnv, out: stdout,
+		scrapes: *scrapes, agentFirstRun: 15 * time.Second, agentTestTime: 10 * time.Second, keep: *keep, collectorEnv: collectorEnv, runs: *runs, out: stdout,
 		log: slog.New(slog.NewTextHandler(stderr, nil))}
 	var sites []int
 	for _, f := range strings.Split(*sitesFlag, ",") {
@@ -89,6 +93,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		sites = []int{200}
 		b.ceilingCount, b.liveCount, b.backlogCount, b.e2eDuration, b.scrapes = 2000, 3000, 3000, 4*time.Second, 3
 		b.agentFirstRun, b.agentTestTime = 6*time.Second, 2*time.Second
+	}
+	if b.runs < 1 {
+		fmt.Fprintf(stderr, "load: -runs: %d is not a number of runs\n", b.runs)
+		return 2
 	}
 	if b.backlogCount > 150000 {
 		fmt.Fprintln(stderr, "load: -backlog at most 150000: the broker drops what is queued beyond max_queued_messages (200,000)")
@@ -122,15 +130,22 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 
 	b.log.Info("load benchmark", "sites", sites, "cores", runtime.NumCPU(), "loadavg", loadavg())
 	failed := false
-	for _, n := range sites {
-		if err := b.fleet(ctx, n); err != nil {
-			b.log.Error("fleet run failed", "sites", n, "err", err)
-			failed = true
+	for r := range b.runs {
+		if b.runs > 1 {
+			b.run = r + 1
 		}
-		if ctx.Err() != nil {
-			break
+		for _, n := range sites {
+			if err := b.fleet(ctx, n); err != nil {
+				b.log.Error("fleet run failed", "sites", n, "run", b.run, "err", err)
+				failed = true
+			}
+			if ctx.Err() != nil {
+				break
+			}
 		}
 	}
+	b.run = 0
+	b.summarise()
 	if *agent && ctx.Err() == nil {
 		if err := b.agent(ctx); err != nil {
 			b.log.Error("agent footprint failed", "err", err)
@@ -165,8 +180,109 @@ func (b *bench) emit(figure string, sites int, value float64, extra map[string]a
 		}
 		extra["history_messages_per_site"] = b.history
 	}
+	if b.run > 0 { // one of several runs (-runs)
+		if extra == nil {
+			extra = map[string]any{}
+		}
+		extra["run"] = b.run
+		b.figures = append(b.figures, runFigure{name: figure, sites: sites, kind: figureKind(extra), value: value, extra: extra})
+	}
 	writeExtra(&buf, extra)
 	fmt.Fprintln(b.out, buf.String())
+}
+
+// runFigure is one figure emitted in one of several runs.
+type runFigure struct {
+	name  string
+	sites int
+	kind  string // what tells figures of one name apart: mode, subscriber
+	value float64
+	extra map[string]any
+}
+
+// figureKind is what tells apart the figures of one name and fleet size in
+// a run: the ingest mode, the ceiling's subscriber.
+func figureKind(extra map[string]any) string {
+	var k []string
+	for _, name := range []string{"mode", "subscriber"} {
+		if v, ok := extra[name].(string); ok {
+			k = append(k, name+"="+v)
+		}
+	}
+	return strings.Join(k, " ")
+}
+
+// summarise prints, after several runs, each figure's median over them,
+// with "statistic":"median", "runs", "min" and "max", and the ingest
+// peak's too for collector_peak_rss_bytes.
+func (b *bench) summarise() {
+	type key struct {
+		name  string
+		sites int
+		kind  string
+	}
+	var order []key
+	byKey := map[key][]runFigure{}
+	for _, f := range b.figures {
+		k := key{f.name, f.sites, f.kind}
+		if _, ok := byKey[k]; !ok {
+			order = append(order, k)
+		}
+		byKey[k] = append(byKey[k], f)
+	}
+	for _, k := range order {
+		fs := byKey[k]
+		extra := map[string]any{"statistic": "median", "runs": len(fs)}
+		for _, name := range []string{"mode", "subscriber"} {
+			if v, ok := fs[0].extra[name]; ok {
+				extra[name] = v
+			}
+		}
+		med, lo, hi := spread(fs, func(f runFigure) (float64, bool) { return f.value, true })
+		extra["min"], extra["max"] = lo, hi
+		for _, name := range []string{"ingest_peak_rss_bytes", "collector_cpu_ms_per_message", "cpu_seconds_per_scrape"} {
+			m, l, h := spread(fs, func(f runFigure) (float64, bool) { return number(f.extra[name]) })
+			if !math.IsNaN(m) {
+				extra[name], extra[name+"_min"], extra[name+"_max"] = m, l, h
+			}
+		}
+		b.emit(k.name, k.sites, med, extra)
+	}
+}
+
+// number returns v as a float64, if it is a number.
+func number(v any) (float64, bool) {
+	switch v := v.(type) {
+	case float64:
+		return v, true
+	case int:
+		return float64(v), true
+	case int64:
+		return float64(v), true
+	case uint64:
+		return float64(v), true
+	}
+	return 0, false
+}
+
+// spread returns the median, min and max of what get returns of fs (NaN
+// where it returns nothing, or NaN, for every one).
+func spread(fs []runFigure, get func(runFigure) (float64, bool)) (median, lo, hi float64) {
+	var vs []float64
+	for _, f := range fs {
+		if v, ok := get(f); ok && !math.IsNaN(v) {
+			vs = append(vs, v)
+		}
+	}
+	if len(vs) == 0 {
+		return math.NaN(), math.NaN(), math.NaN()
+	}
+	slices.Sort(vs)
+	median = vs[len(vs)/2]
+	if len(vs)%2 == 0 {
+		median = (vs[len(vs)/2-1] + vs[len(vs)/2]) / 2
+	}
+	return median, vs[0], vs[len(vs)-1]
 }
 
 // check prints a line that is not a figure (a delivery check, say).
@@ -245,6 +361,12 @@ func selfCPU() float64 {
 // fleet measures one fleet size.
 func (b *bench) fleet(ctx context.Context, n int) error {
 	dir := filepath.Join(b.tmp, fmt.Sprintf("sites-%d", n))
+	if b.run > 0 {
+		dir += fmt.Sprintf("-run-%d", b.run) // each run from a fresh broker and history
+	}
+	if !b.keep {
+		defer os.RemoveAll(dir) // last: after the broker and collector stop
+	}
 	b.log.Info("fleet", "sites", n, "loadavg", loadavg())
 	broker, err := rig.StartBroker(rig.BrokerOptions{RepoRoot: b.repo, Dir: filepath.Join(dir, "broker"), Password: password,
 		SimPublishers: b.conns, Readers: []string{ceilingPaho, ceilingSub}})
