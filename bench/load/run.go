@@ -213,8 +213,8 @@ func figureKind(extra map[string]any) string {
 }
 
 // summarise prints, after several runs, each figure's median over them,
-// with "statistic":"median", "runs", "min" and "max", and the ingest
-// peak's too for collector_peak_rss_bytes.
+// with "statistic":"median", "runs", "min" and "max", and the same of the
+// ingest peak, CPU per message and CPU per scrape where a figure has them.
 func (b *bench) summarise() {
 	type key struct {
 		name  string
@@ -265,8 +265,9 @@ func number(v any) (float64, bool) {
 	return 0, false
 }
 
-// spread returns the median, min and max of what get returns of fs (NaN
-// where it returns nothing, or NaN, for every one).
+// spread returns the median (nearest rank: of an even number of runs, the
+// lower middle one), min and max of what get returns of fs; NaN where it
+// returns nothing, or NaN, for every one.
 func spread(fs []runFigure, get func(runFigure) (float64, bool)) (median, lo, hi float64) {
 	var vs []float64
 	for _, f := range fs {
@@ -277,12 +278,8 @@ func spread(fs []runFigure, get func(runFigure) (float64, bool)) (median, lo, hi
 	if len(vs) == 0 {
 		return math.NaN(), math.NaN(), math.NaN()
 	}
-	slices.Sort(vs)
-	median = vs[len(vs)/2]
-	if len(vs)%2 == 0 {
-		median = (vs[len(vs)/2-1] + vs[len(vs)/2]) / 2
-	}
-	return median, vs[0], vs[len(vs)-1]
+	q := fleetsim.Summarise(vs) // sorts vs
+	return q.P50, vs[0], q.Max
 }
 
 // check prints a line that is not a figure (a delivery check, say).
