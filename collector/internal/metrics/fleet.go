@@ -18,6 +18,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unsafe"
 
 	"github.com/hubmon/hubmon/agent/wire"
 	"github.com/hubmon/hubmon/collector/internal/exposition"
@@ -47,53 +48,51 @@ type Fleet struct {
 // maxInterned bounds the label values a labeler keeps.
 const maxInterned = 4096
 
-// labeler makes Labels, interning the values a fleet repeats (probe names,
-// services, resolvers, methods, versions): made once and shared, they take
-// no memory per site, and a scrape reads them from a handful of places.
-// Beyond maxInterned distinct values (a fleet has a few dozen), a value is
-// made anew each time. Safe for concurrent use.
+// labeler interns the label values a fleet repeats (probe names, services,
+// resolvers, methods, versions): made once and shared, a value takes one
+// pointer per site, not a string and its Label, and a scrape reads it from
+// a handful of places. Beyond maxInterned distinct values (a fleet has a
+// few dozen), a value is made anew each time. Safe for concurrent use.
 type labeler struct {
 	mu sync.Mutex
-	m  map[string]interned
+	m  map[string]*interned
 }
 
+// interned is a label value: the string, and its Label. Read-only.
 type interned struct {
-	s string // the value, kept once
+	s string
 	l exposition.Label
 }
 
-// label returns s as a Label, or false if s is not valid UTF-8.
-func (l *labeler) label(s string) (exposition.Label, bool) {
-	_, lb, ok := l.intern(s)
-	return lb, ok
-}
-
-// intern returns s as a Label, and s itself as the labeler keeps it (a
-// string decoded from a message is its own allocation: keeping the
-// labeler's instead takes no memory per site); false if s is not valid
-// UTF-8.
-func (l *labeler) intern(s string) (string, exposition.Label, bool) {
+// intern returns s as the labeler keeps it (a string decoded from a
+// message is its own allocation: keeping the labeler's instead takes no
+// memory per site); false if s is not valid UTF-8.
+func (l *labeler) intern(s string) (*interned, bool) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if in, ok := l.m[s]; ok {
-		return in.s, in.l, true
+		return in, true
 	}
 	lb, ok := exposition.NewLabel(s)
-	if ok && len(l.m) < maxInterned {
-		if l.m == nil {
-			l.m = map[string]interned{}
-		}
-		l.m[s] = interned{s, lb}
+	if !ok {
+		return nil, false
 	}
-	return s, lb, ok
+	in := &interned{s, lb}
+	if len(l.m) < maxInterned {
+		if l.m == nil {
+			l.m = map[string]*interned{}
+		}
+		l.m[s] = in
+	}
+	return in, true
 }
 
-// labels returns the Labels of ss, or false if one is not valid UTF-8.
-func (l *labeler) labels(ss ...string) ([]exposition.Label, bool) {
-	out := make([]exposition.Label, len(ss))
+// interns is intern of each of ss; false if one is not valid UTF-8.
+func (l *labeler) interns(ss ...string) ([]*interned, bool) {
+	out := make([]*interned, len(ss))
 	for i, s := range ss {
 		var ok bool
-		if out[i], ok = l.label(s); !ok {
+		if out[i], ok = l.intern(s); !ok {
 			return nil, false
 		}
 	}
@@ -111,14 +110,14 @@ type siteState struct {
 // agentState is what the series and the status pages need of a site's
 // latest status (store.Agent). Read-only once stored.
 type agentState struct {
-	lastSeen time.Time
-	start    float64 // when the agent started (Unix time)
-	counts   [agentCounts]int64
-	budget   int64
-	online   bool
-	unsynced bool                // the clock
-	version  string              // the agent's, interned
-	info     [4]exposition.Label // agent_id, version, os, arch
+	lastSeen          int64   // Unix ns
+	start             float64 // when the agent started (Unix time)
+	counts            [agentCounts]int64
+	budget            int64
+	online            bool
+	unsynced          bool             // the clock
+	id                exposition.Label // agent_id: one a site, not interned
+	version, os, arch *interned
 }
 
 // The counts of agentState.counts, as a status has them.
@@ -135,8 +134,7 @@ const (
 // probeState is the latest state of one probe of a site. Read-only once
 // stored.
 type probeState struct {
-	name    string // interned
-	label   exposition.Label
+	name    *interned
 	lastRun int64       // the most recent run of any kind, Unix ns (the cap drops the least recent)
 	speed   *speedState // speed tests; nil for other kinds
 	// the most recent result of each light stream (line quality by method;
@@ -147,39 +145,77 @@ type probeState struct {
 	totals  []lineTotal // line quality, by method
 }
 
-// stream is the latest result of a light probe: one of line, dns, http,
-// wifi is set.
+// stream is the latest result of a light probe. Its figures are behind one
+// interface value: a field for each kind (two of them slices) made every
+// stream 88 bytes; it is 40.
 type stream struct {
-	variant string // interned
-	at      int64  // Unix ns
-	line    *lineFig
-	dns     []dnsFig
-	http    []httpFig
-	wifi    *wifiFig
+	variant *interned // line quality's method; nil for the other kinds
+	at      int64     // Unix ns
+	fig     any       // *lineFig or *wifiFig; or the first of n *dnsFig or *httpFig
+	n       int
+}
+
+// line returns the stream's line-quality figures, or nil.
+func (s *stream) line() *lineFig { l, _ := s.fig.(*lineFig); return l }
+
+// wifi returns the stream's Wi-Fi figures, or nil.
+func (s *stream) wifi() *wifiFig { w, _ := s.fig.(*wifiFig); return w }
+
+// dns returns the stream's DNS results, or none.
+func (s *stream) dns() []dnsFig {
+	if d, ok := s.fig.(*dnsFig); ok && d != nil {
+		return unsafe.Slice(d, s.n)
+	}
+	return nil
+}
+
+// http returns the stream's HTTP results, or none.
+func (s *stream) http() []httpFig {
+	if h, ok := s.fig.(*httpFig); ok && h != nil {
+		return unsafe.Slice(h, s.n)
+	}
+	return nil
+}
+
+// variantName is the stream's variant: "" but for line quality.
+func (s *stream) variantName() string {
+	if s.variant == nil {
+		return ""
+	}
+	return s.variant.s
+}
+
+// results returns a stream of the results rs (DNS or HTTP): fig points to
+// the first of them, n counts them.
+func results[T dnsFig | httpFig](at int64, rs []T) stream {
+	st := stream{at: at, fig: (*T)(nil), n: len(rs)}
+	if len(rs) > 0 {
+		st.fig = &rs[0]
+	}
+	return st
 }
 
 // The figures of the light kinds; NaN where not measured.
 type (
-	lineFig struct {
-		method           exposition.Label
+	lineFig struct { // its method is its stream's variant
 		sent, received   int64
 		p50, p95, jitter float64
 		outage           bool
 	}
 	dnsFig struct {
-		resolver, name exposition.Label
+		resolver, name *interned
 		success        bool
 		seconds        float64
 	}
 	httpFig struct {
-		name    exposition.Label
+		name    *interned
+		status  int32
 		success bool
-		status  int
 		phases  [len(httpPhases)]float64
 		cert    float64 // expiry, Unix time
 	}
 	wifiFig struct {
-		iface, ssid, band   exposition.Label
+		iface, ssid, band   *interned
 		signal, rate, hertz float64
 	}
 )
@@ -200,7 +236,7 @@ func (f figure) ok() bool { return f.at != 0 }
 // speedState is the latest state of a speed-test probe; its times are Unix
 // ns (a time.Time is three times the size), 0 for none.
 type speedState struct {
-	lastAttempt time.Time
+	lastAttempt int64
 	lastSuccess int64
 	success     bool
 	download    figure
@@ -210,7 +246,7 @@ type speedState struct {
 	loadedUp    figure
 	addedDown   figure
 	addedUp     figure
-	grade       exposition.Label
+	grade       *interned
 	gradeAt     int64
 	graded      bool
 }
@@ -247,16 +283,16 @@ func (f *Fleet) update(id string, fn func(s *siteState)) {
 //
 // The pointer is into s.probes: valid until s.probes changes (enforceCap).
 func (s *siteState) probe(name string, names *labeler) (*probeState, bool) {
-	i, known := slices.BinarySearchFunc(s.probes, name, func(p probeState, name string) int { return strings.Compare(p.name, name) })
+	i, known := slices.BinarySearchFunc(s.probes, name, func(p probeState, name string) int { return strings.Compare(p.name.s, name) })
 	var p probeState
 	if known {
 		p = s.probes[i]
 	} else {
-		name, label, ok := names.intern(name)
+		in, ok := names.intern(name)
 		if !ok {
 			return nil, false
 		}
-		p = probeState{name: name, label: label}
+		p = probeState{name: in}
 	}
 	// a copy of exactly the size it needs: a site's probes are copied each
 	// time it reports, and room to spare was kept by every site for ever
@@ -324,7 +360,7 @@ func (f *Fleet) Observe(m *wire.Measurement) {
 				p.speed = observeSpeed(p.speed, m, &f.names)
 			}
 		} else {
-			i, found := slices.BinarySearchFunc(p.streams, st.variant, func(s stream, v string) int { return strings.Compare(s.variant, v) })
+			i, found := slices.BinarySearchFunc(p.streams, st.variantName(), func(s stream, v string) int { return strings.Compare(s.variantName(), v) })
 			switch {
 			case !found:
 				p.streams = slices.Insert(slices.Clone(p.streams), i, st)
@@ -351,49 +387,49 @@ func nan(v *float64) float64 {
 // it has nothing to show. A result with a label value that is not valid
 // UTF-8 is left out (the schema's are valid).
 func newStream(m *wire.Measurement, names *labeler) (stream, bool) {
-	st := stream{at: m.MeasuredAt.UnixNano()}
+	at := m.MeasuredAt.UnixNano()
 	switch {
 	case m.LineQuality != nil:
 		l := m.LineQuality
-		method, label, ok := names.intern(l.Method)
+		method, ok := names.intern(l.Method)
 		if !ok {
-			return st, false
+			return stream{}, false
 		}
-		st.variant = method
-		st.line = &lineFig{method: label, sent: l.Sent, received: l.Received, p50: nan(l.RTTP50Seconds), p95: nan(l.RTTP95Seconds),
-			jitter: nan(l.JitterSeconds), outage: l.OutageSince != nil}
+		return stream{variant: method, at: at, fig: &lineFig{sent: l.Sent, received: l.Received, p50: nan(l.RTTP50Seconds), p95: nan(l.RTTP95Seconds),
+			jitter: nan(l.JitterSeconds), outage: l.OutageSince != nil}}, true
 	case m.DNS != nil:
-		st.dns = make([]dnsFig, 0, len(m.DNS.Results))
+		rs := make([]dnsFig, 0, len(m.DNS.Results))
 		for _, r := range m.DNS.Results {
-			if ls, ok := names.labels(r.Resolver, r.Name); ok {
-				st.dns = append(st.dns, dnsFig{resolver: ls[0], name: ls[1], success: r.Success, seconds: nan(r.ResolveSeconds)})
+			if ls, ok := names.interns(r.Resolver, r.Name); ok {
+				rs = append(rs, dnsFig{resolver: ls[0], name: ls[1], success: r.Success, seconds: nan(r.ResolveSeconds)})
 			}
 		}
+		return results(at, rs), true
 	case m.HTTP != nil:
-		st.http = make([]httpFig, 0, len(m.HTTP.Results))
+		rs := make([]httpFig, 0, len(m.HTTP.Results))
 		for _, r := range m.HTTP.Results {
-			ls, ok := names.labels(r.Name)
+			name, ok := names.intern(r.Name)
 			if !ok {
 				continue
 			}
-			h := httpFig{name: ls[0], success: r.Success, status: r.StatusCode, cert: math.NaN(),
+			h := httpFig{name: name, success: r.Success, status: int32(r.StatusCode), cert: math.NaN(),
 				phases: [...]float64{nan(r.DNSSeconds), nan(r.ConnectSeconds), nan(r.TLSSeconds), nan(r.FirstByteSeconds), nan(r.TotalSeconds)}}
 			if r.CertNotAfter != nil {
 				h.cert = unix(*r.CertNotAfter)
 			}
-			st.http = append(st.http, h)
+			rs = append(rs, h)
 		}
+		return results(at, rs), true
 	case m.WiFi != nil:
 		w := m.WiFi
-		ls, ok := names.labels(w.Interface, w.SSID, w.Band)
+		ls, ok := names.interns(w.Interface, w.SSID, w.Band)
 		if !ok {
-			return st, false
+			return stream{}, false
 		}
-		st.wifi = &wifiFig{iface: ls[0], ssid: ls[1], band: ls[2], signal: nan(w.SignalDBM), rate: nan(w.LinkBitsPerSecond) / 8, hertz: nan(w.FrequencyMHz) * 1e6}
-	default:
-		return st, false
+		return stream{at: at, fig: &wifiFig{iface: ls[0], ssid: ls[1], band: ls[2], signal: nan(w.SignalDBM), rate: nan(w.LinkBitsPerSecond) / 8,
+			hertz: nan(w.FrequencyMHz) * 1e6}}, true
 	}
-	return st, true
+	return stream{}, false
 }
 
 // observeSpeed returns a copy of cur (nil for none) with the speed test m.
@@ -402,10 +438,10 @@ func observeSpeed(cur *speedState, m *wire.Measurement, names *labeler) *speedSt
 	if cur != nil {
 		*s = *cur
 	}
-	if !m.MeasuredAt.Before(s.lastAttempt) {
-		s.lastAttempt, s.success = m.MeasuredAt, m.Success
-	}
 	at := m.MeasuredAt.UnixNano()
+	if at >= s.lastAttempt {
+		s.lastAttempt, s.success = at, m.Success
+	}
 	if m.Success && at > s.lastSuccess {
 		s.lastSuccess = at
 	}
@@ -418,8 +454,8 @@ func observeSpeed(cur *speedState, m *wire.Measurement, names *labeler) *speedSt
 	s.addedDown = pick(s.addedDown, st.AddedLatencyUnderDownloadSeconds, at)
 	s.addedUp = pick(s.addedUp, st.AddedLatencyUnderUploadSeconds, at)
 	if st.BufferbloatGrade != "" && (!s.graded || at >= s.gradeAt) {
-		if l, ok := names.label(st.BufferbloatGrade); ok {
-			s.grade, s.gradeAt, s.graded = l, at, true
+		if g, ok := names.intern(st.BufferbloatGrade); ok {
+			s.grade, s.gradeAt, s.graded = g, at, true
 		}
 	}
 	return s
@@ -428,16 +464,15 @@ func observeSpeed(cur *speedState, m *wire.Measurement, names *labeler) *speedSt
 // ObserveAgent records the stored state of a site's agent.
 func (f *Fleet) ObserveAgent(a store.Agent) {
 	id, ok := exposition.NewLabel(a.AgentID) // one per site: not interned
-	version, lv, ok2 := f.names.intern(a.AgentVersion)
-	ls, ok3 := f.names.labels(a.OS, a.Arch)
-	if !ok || !ok2 || !ok3 {
+	ls, ok2 := f.names.interns(a.AgentVersion, a.OS, a.Arch)
+	if !ok || !ok2 {
 		return
 	}
-	as := &agentState{lastSeen: a.LastSeenAt, start: unix(a.SentAt) - a.UptimeSeconds,
+	as := &agentState{lastSeen: a.LastSeenAt.UnixNano(), start: unix(a.SentAt) - a.UptimeSeconds,
 		counts: [agentCounts]int64{countBacklog: a.OutboxBacklog, countDropped: a.OutboxDroppedTotal, countDataUsed: a.DataUsedBytes,
 			countSkipped: a.SpeedtestsSkipped, countShortened: a.SpeedtestsShortened, countLost: a.MeasurementsLostTotal},
-		budget: a.DataBudgetBytes, online: a.State == wire.StateOnline, unsynced: a.ClockUnsynced, version: version,
-		info: [4]exposition.Label{id, lv, ls[0], ls[1]}}
+		budget: a.DataBudgetBytes, online: a.State == wire.StateOnline, unsynced: a.ClockUnsynced,
+		id: id, version: ls[0], os: ls[1], arch: ls[2]}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.update(a.Site, func(s *siteState) { s.agent = as })
@@ -448,12 +483,12 @@ func (f *Fleet) Seen(site string, t time.Time) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	i, ok := f.index[site]
-	if !ok || f.list[i].agent == nil || !t.After(f.list[i].agent.lastSeen) {
+	if !ok || f.list[i].agent == nil || t.UnixNano() <= f.list[i].agent.lastSeen {
 		return
 	}
 	f.update(site, func(s *siteState) {
 		a := *s.agent
-		a.lastSeen = t
+		a.lastSeen = t.UnixNano()
 		s.agent = &a
 	})
 }

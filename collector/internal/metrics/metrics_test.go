@@ -154,11 +154,11 @@ func TestProbesPerSiteBounded(t *testing.T) {
 	}
 	snap := f.snapshot()
 	probes := snap[0].probes
-	newest := slices.ContainsFunc(probes, func(p probeState) bool { return p.name == "p999" })
+	newest := slices.ContainsFunc(probes, func(p probeState) bool { return p.name.s == "p999" })
 	if len(snap) != 1 || len(probes) != MaxProbesPerSite || !newest {
 		t.Fatalf("%d probes kept (newest kept: %v), want %d", len(probes), newest, MaxProbesPerSite)
 	}
-	if slices.ContainsFunc(probes, func(p probeState) bool { return p.name == "p0" }) {
+	if slices.ContainsFunc(probes, func(p probeState) bool { return p.name.s == "p0" }) {
 		t.Fatal("the oldest probe was kept")
 	}
 }

@@ -210,7 +210,7 @@ var agentFigures = [...]struct {
 	get func(a *agentState) float64
 }{
 	{famUp, func(a *agentState) float64 { return b2f(a.online) }},
-	{famLastSeen, func(a *agentState) float64 { return unix(a.lastSeen) }},
+	{famLastSeen, func(a *agentState) float64 { return unixNano(a.lastSeen) }},
 	{famBacklog, func(a *agentState) float64 { return float64(a.counts[countBacklog]) }},
 	{famDropped, func(a *agentState) float64 { return float64(a.counts[countDropped]) }},
 	{famStart, func(a *agentState) float64 { return a.start }},
@@ -244,7 +244,7 @@ func newSpeedRow(site, probe ref, s *speedState, ar *exposition.Arena) speedRow 
 		added:   [2]float64{s.addedDown.value(), s.addedUp.value()},
 		success: s.success, graded: s.graded}
 	if s.graded {
-		r.grade = ar.Add(s.grade)
+		r.grade = ar.Add(s.grade.l)
 	}
 	if s.lastSuccess != 0 {
 		r.lastSuccess = unixNano(s.lastSuccess)
@@ -253,10 +253,7 @@ func newSpeedRow(site, probe ref, s *speedState, ar *exposition.Arena) speedRow 
 }
 
 func newAgentRow(site ref, a *agentState, ar *exposition.Arena) agentRow {
-	r := agentRow{site: site, budget: a.budget}
-	for i, l := range a.info {
-		r.info[i] = ar.Add(l)
-	}
+	r := agentRow{site: site, budget: a.budget, info: [4]ref{ar.Add(a.id), ar.Add(a.version.l), ar.Add(a.os.l), ar.Add(a.arch.l)}}
 	for i, f := range agentFigures {
 		r.v[i] = f.get(a)
 	}
@@ -295,36 +292,32 @@ func flatten(snap []*siteState) (*rows, *offheap.Region) {
 		}
 		for i := range s.probes {
 			p := &s.probes[i]
-			probe := ar.Add(p.label)
+			probe := ar.Add(p.name.l)
 			if p.speed != nil {
 				r.speeds = append(r.speeds, newSpeedRow(site, probe, p.speed, ar))
 			}
 			for i := range p.streams {
 				st := &p.streams[i]
-				switch {
-				case st.line != nil:
-					l := st.line
-					r.lines = append(r.lines, lineRow{site: site, probe: probe, method: ar.Add(l.method), sent: l.sent, received: l.received,
+				if l := st.line(); l != nil {
+					r.lines = append(r.lines, lineRow{site: site, probe: probe, method: ar.Add(st.variant.l), sent: l.sent, received: l.received,
 						p50: l.p50, p95: l.p95, jitter: l.jitter, outage: l.outage})
-				case st.wifi != nil:
-					x := st.wifi
-					r.wifi = append(r.wifi, wifiRow{site: site, probe: probe, iface: ar.Add(x.iface), ssid: ar.Add(x.ssid), band: ar.Add(x.band),
+				}
+				if x := st.wifi(); x != nil {
+					r.wifi = append(r.wifi, wifiRow{site: site, probe: probe, iface: ar.Add(x.iface.l), ssid: ar.Add(x.ssid.l), band: ar.Add(x.band.l),
 						signal: x.signal, rate: x.rate, hertz: x.hertz})
 				}
-				for j := range st.dns {
-					d := &st.dns[j]
-					r.dns = append(r.dns, dnsRow{site: site, probe: probe, resolver: ar.Add(d.resolver), name: ar.Add(d.name),
+				for _, d := range st.dns() {
+					r.dns = append(r.dns, dnsRow{site: site, probe: probe, resolver: ar.Add(d.resolver.l), name: ar.Add(d.name.l),
 						success: d.success, seconds: d.seconds})
 				}
-				for j := range st.http {
-					h := &st.http[j]
-					r.http = append(r.http, httpRow{site: site, probe: probe, name: ar.Add(h.name), success: h.success, status: h.status,
+				for _, h := range st.http() {
+					r.http = append(r.http, httpRow{site: site, probe: probe, name: ar.Add(h.name.l), success: h.success, status: int(h.status),
 						phases: h.phases, cert: h.cert})
 				}
 			}
 			for i := range p.totals {
 				t := &p.totals[i]
-				r.totals = append(r.totals, totalRow{site: site, probe: probe, method: ar.Add(t.label), sent: t.sent, received: t.received,
+				r.totals = append(r.totals, totalRow{site: site, probe: probe, method: ar.Add(t.method.l), sent: t.sent, received: t.received,
 					outages: t.outages, outageSeconds: t.outageSeconds})
 			}
 		}
@@ -366,9 +359,9 @@ func touch(batch []*siteState) int {
 			p := &s.probes[i]
 			for j := range p.streams {
 				st := &p.streams[j]
-				n += len(st.dns) + len(st.http)
-				if st.line != nil {
-					n += int(st.line.sent)
+				n += st.n
+				if l := st.line(); l != nil {
+					n += int(l.sent)
 				}
 			}
 			for j := range p.totals {
@@ -378,12 +371,13 @@ func touch(batch []*siteState) int {
 	}
 	for _, s := range batch {
 		for i := range s.probes {
-			for _, st := range s.probes[i].streams {
-				if len(st.dns) > 0 {
-					n += int(st.dns[len(st.dns)-1].seconds)
+			for j := range s.probes[i].streams {
+				st := &s.probes[i].streams[j]
+				if d := st.dns(); len(d) > 0 {
+					n += int(d[len(d)-1].seconds)
 				}
-				if len(st.http) > 0 {
-					n += st.http[0].status + st.http[len(st.http)-1].status
+				if h := st.http(); len(h) > 0 {
+					n += int(h[0].status + h[len(h)-1].status)
 				}
 			}
 		}

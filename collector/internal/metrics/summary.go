@@ -31,17 +31,17 @@ func (f *Fleet) Sites() []SiteSummary {
 	for _, st := range f.snapshot() {
 		s := SiteSummary{Site: st.id}
 		if a := st.agent; a != nil {
-			s.StatusKnown, s.Online, s.LastSeen, s.AgentVersion = true, a.online, a.lastSeen, a.version
+			s.StatusKnown, s.Online, s.LastSeen, s.AgentVersion = true, a.online, time.Unix(0, a.lastSeen).UTC(), a.version.s
 		}
 		for i := range st.probes {
 			p := &st.probes[i]
 			sp := p.speed
-			if sp == nil || (s.Speed != nil && !sp.lastAttempt.After(s.Speed.At)) {
+			if sp == nil || (s.Speed != nil && sp.lastAttempt <= s.Speed.At.UnixNano()) {
 				continue
 			}
-			sum := &SpeedSummary{Probe: p.name, At: sp.lastAttempt, Success: sp.success}
+			sum := &SpeedSummary{Probe: p.name.s, At: time.Unix(0, sp.lastAttempt).UTC(), Success: sp.success}
 			// the figures of that very test, when it measured them
-			last := sp.lastAttempt.UnixNano()
+			last := sp.lastAttempt
 			if sp.download.ok() && sp.download.at == last {
 				sum.Download = &sp.download.v
 			}

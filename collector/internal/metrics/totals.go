@@ -5,7 +5,6 @@ import (
 	"strings"
 
 	"github.com/hubmon/hubmon/agent/wire"
-	"github.com/hubmon/hubmon/collector/internal/exposition"
 	"github.com/hubmon/hubmon/collector/internal/store"
 )
 
@@ -30,8 +29,7 @@ func causeIndex(cause string) int {
 // outbox drains in a burst after an outage), counters do not. Read-only once
 // stored.
 type lineTotal struct {
-	method         string           // interned
-	label          exposition.Label // of method
+	method         *interned
 	sent, received int64
 	outages        [len(causes)]int64
 	outageSeconds  [len(causes)]float64
@@ -43,15 +41,15 @@ type lineTotal struct {
 //
 // The pointer is into p.totals: valid until p.totals changes.
 func (p *probeState) total(method string, names *labeler) *lineTotal {
-	i, found := slices.BinarySearchFunc(p.totals, method, func(t lineTotal, m string) int { return strings.Compare(t.method, m) })
+	i, found := slices.BinarySearchFunc(p.totals, method, func(t lineTotal, m string) int { return strings.Compare(t.method.s, m) })
 	totals := make([]lineTotal, len(p.totals), len(p.totals)+1)
 	copy(totals, p.totals)
 	if !found {
-		method, label, ok := names.intern(method)
+		in, ok := names.intern(method)
 		if !ok {
 			return nil
 		}
-		totals = slices.Insert(totals, i, lineTotal{method: method, label: label})
+		totals = slices.Insert(totals, i, lineTotal{method: in})
 	}
 	p.totals = totals
 	return &p.totals[i]
