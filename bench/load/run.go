@@ -168,22 +168,16 @@ func (b *bench) emit(figure string, sites int, value float64, extra map[string]a
 	}
 	v, _ := json.Marshal(round(value))
 	fmt.Fprintf(&buf, `,"value":%s`, v)
+	if extra == nil {
+		extra = map[string]any{}
+	}
 	if len(b.collectorEnv) > 0 { // a figure under other settings says so
-		if extra == nil {
-			extra = map[string]any{}
-		}
 		extra["collector_env"] = strings.Join(b.collectorEnv, " ")
 	}
 	if b.history > 0 && sites > 0 { // and one on a history filled first
-		if extra == nil {
-			extra = map[string]any{}
-		}
 		extra["history_messages_per_site"] = b.history
 	}
 	if b.run > 0 { // one of several runs (-runs)
-		if extra == nil {
-			extra = map[string]any{}
-		}
 		extra["run"] = b.run
 		b.figures = append(b.figures, runFigure{name: figure, sites: sites, kind: figureKind(extra), value: value, extra: extra})
 	}
@@ -195,16 +189,19 @@ func (b *bench) emit(figure string, sites int, value float64, extra map[string]a
 type runFigure struct {
 	name  string
 	sites int
-	kind  string // what tells figures of one name apart: mode, subscriber
+	kind  string // figureKind
 	value float64
 	extra map[string]any
 }
 
-// figureKind is what tells apart the figures of one name and fleet size in
-// a run: the ingest mode, the ceiling's subscriber.
+// kindFields are the fields that tell apart the figures of one name and
+// fleet size in a run: the ingest mode, the ceiling's subscriber.
+var kindFields = []string{"mode", "subscriber"}
+
+// figureKind is a figure's kindFields, as one string.
 func figureKind(extra map[string]any) string {
 	var k []string
-	for _, name := range []string{"mode", "subscriber"} {
+	for _, name := range kindFields {
 		if v, ok := extra[name].(string); ok {
 			k = append(k, name+"="+v)
 		}
@@ -233,7 +230,7 @@ func (b *bench) summarise() {
 	for _, k := range order {
 		fs := byKey[k]
 		extra := map[string]any{"statistic": "median", "runs": len(fs)}
-		for _, name := range []string{"mode", "subscriber"} {
+		for _, name := range kindFields {
 			if v, ok := fs[0].extra[name]; ok {
 				extra[name] = v
 			}
